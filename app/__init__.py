@@ -1,0 +1,3 @@
+"""trainyard: a REST model-training service."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,98 @@
+"""Settings: one pydantic-settings object, every knob an env var (TRAINYARD_*) with a default."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Service configuration. Unset URLs mean the embedded single-machine mode."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TRAINYARD_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    home: Path = Field(
+        default=Path("~/.trainyard"),
+        description="Directory for the embedded database, broker queue, datasets and artifacts.",
+    )
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: SQLite file under HOME."
+    )
+    broker_url: str | None = Field(
+        default=None, description="Celery broker URL; default: a local filesystem queue under HOME."
+    )
+    embedded_worker: bool | None = Field(
+        default=None,
+        description="Whether `serve` starts its own worker; default: yes when BROKER_URL is unset.",
+    )
+    max_upload_bytes: int = Field(default=1 << 30, gt=0, description="Largest dataset upload.")
+    max_params: int = Field(default=50_000_000, gt=0, description="Largest model, in parameters.")
+    model_cache_size: int = Field(default=8, gt=0, description="Loaded models kept for predict.")
+    job_lease_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A running job whose worker is silent this long is reclaimed.",
+    )
+    heartbeat_s: float = Field(
+        default=1.0, gt=0, description="How often a worker renews its lease and checks for cancel."
+    )
+    max_attempts: int = Field(default=3, gt=0, description="Attempts before a lost job fails.")
+    requeue_after_s: float = Field(
+        default=600.0, gt=0, description="Re-send a queued job whose message may have been lost."
+    )
+    sweep_interval_s: float = Field(
+        default=10.0, gt=0, description="How often `serve` looks for lost or stalled jobs."
+    )
+    max_job_runtime_s: int = Field(
+        default=7 * 24 * 3600, gt=0, description="Longest job; the broker's visibility timeout."
+    )
+    log_level: str = Field(default="INFO", description="Python log level.")
+    log_json: bool = Field(default=False, description="Log one JSON object per line.")
+
+    @property
+    def home_dir(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.home_dir / "datasets"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home_dir / "artifacts"
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.home_dir / "broker"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home_dir / 'trainyard.db'}"
+
+    @property
+    def celery_broker_url(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def broker_is_local(self) -> bool:
+        return self.broker_url is None
+
+    @property
+    def runs_embedded_worker(self) -> bool:
+        if self.embedded_worker is not None:
+            return self.embedded_worker
+        return self.broker_is_local
+
+    def ensure_dirs(self) -> None:
+        """Create the directories the service writes to."""
+        for path in (self.home_dir, self.datasets_dir, self.artifacts_dir, self.broker_dir):
+            path.mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

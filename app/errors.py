@@ -1,0 +1,38 @@
+"""Domain errors raised by services; the API maps each to an HTTP status."""
+
+
+class TrainyardError(Exception):
+    """Base of the errors a client can act on. `detail` may carry structured context."""
+
+    status_code = 400
+
+    def __init__(self, message: str, detail: object = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+
+class NotFound(TrainyardError):
+    status_code = 404
+
+
+class Conflict(TrainyardError):
+    status_code = 409
+
+
+class PayloadTooLarge(TrainyardError):
+    status_code = 413
+
+
+class InvalidInput(TrainyardError):
+    """Well-formed JSON that cannot work: a spec or dataset problem, named by path."""
+
+    status_code = 422
+
+
+class BadRequest(TrainyardError):
+    status_code = 400
+
+
+class Unavailable(TrainyardError):
+    status_code = 503
