@@ -1,0 +1,1 @@
+"""Model specs, building, data loading and training. Imports no other project module."""

@@ -1,0 +1,130 @@
+"""Fit a spec'd model on stored arrays, report each epoch, save the result atomically."""
+
+import math
+import os
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from app.ml.builder import build_model, input_shape_for
+from app.ml.data import load_arrays
+from app.ml.spec import TrainingSpec
+
+EpochHook = Callable[[int, dict[str, float | str]], None]
+
+
+class ProgressCallback(keras.callbacks.Callback):
+    """Hands each finished epoch's logs to `on_epoch`, and stops training when asked.
+
+    `request_stop` may be called from another thread (the worker's heartbeat): Keras reads
+    `model.stop_training` after every batch, so a cancel takes effect within one batch.
+    No per-batch hook: a per-batch database write halves fit throughput (DESIGN.md).
+
+    Args:
+        on_epoch: called with the 1-based epoch number and that epoch's logs as floats.
+    """
+
+    def __init__(self, on_epoch: EpochHook) -> None:
+        super().__init__()
+        self._on_epoch = on_epoch
+        self._stop_requested = threading.Event()
+
+    def request_stop(self) -> None:
+        self._stop_requested.set()
+        if self.model is not None:
+            self.model.stop_training = True
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop_requested.is_set()
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        # fit() resets stop_training at its start; a stop asked for before then still counts.
+        if self.stop_requested:
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._on_epoch(epoch + 1, finite_floats(logs or {}))
+        if self.stop_requested:
+            self.model.stop_training = True
+
+
+@dataclass
+class TrainingResult:
+    model: keras.Model
+    epochs_run: int
+    final_logs: dict[str, float | str] = field(default_factory=dict)
+
+
+def train(
+    spec: TrainingSpec,
+    dataset_dir: Path,
+    feature_shape: Sequence[int],
+    n_classes: int | None,
+    progress: ProgressCallback,
+) -> TrainingResult:
+    """Build the model from `spec` and fit it on the dataset stored in `dataset_dir`."""
+    if spec.fit.seed is not None:
+        keras.utils.set_random_seed(spec.fit.seed)
+    arrays = load_arrays(dataset_dir, spec.compile.loss, n_classes)
+    model = build_model(spec, input_shape_for(spec.model, feature_shape))
+    callbacks: list[keras.callbacks.Callback] = [progress]
+    if spec.fit.early_stopping is not None:
+        callbacks.append(keras.callbacks.EarlyStopping(**spec.fit.early_stopping.model_dump()))
+    history = model.fit(
+        arrays.x,
+        arrays.y,
+        epochs=spec.fit.epochs,
+        batch_size=spec.fit.batch_size,
+        validation_split=spec.fit.validation_split,
+        shuffle=spec.fit.shuffle,
+        callbacks=callbacks,
+        verbose=0,
+    )
+    logs = {name: values[-1] for name, values in history.history.items() if values}
+    return TrainingResult(
+        model=model, epochs_run=len(history.epoch), final_logs=finite_floats(logs)
+    )
+
+
+def save_atomically(model: keras.Model, path: Path) -> None:
+    """Write `path` so that readers see either no file or the whole file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{uuid.uuid4().hex}.tmp.keras")  # Keras insists on the suffix
+    try:
+        model.save(tmp)
+        with tmp.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def signature_of(model: keras.Model) -> dict[str, Any]:
+    """Input and output names, shapes and dtypes, as predict and metadata report them."""
+
+    def describe(tensors: Any) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": t.name,
+                "shape": [d if d is not None else -1 for d in t.shape],
+                "dtype": str(t.dtype),
+            }
+            for t in keras.tree.flatten(tensors)
+        ]
+
+    return {"inputs": describe(model.inputs), "outputs": describe(model.outputs)}
+
+
+def finite_floats(logs: dict[str, Any]) -> dict[str, float | str]:
+    """Logs as plain floats; NaN and infinity become "nan"/"inf" (JSON has no literal for them)."""
+    out: dict[str, float | str] = {}
+    for name, value in logs.items():
+        number = float(value)
+        out[name] = number if math.isfinite(number) else str(number)
+    return out
