@@ -1,0 +1,1 @@
+"""Datasets: streamed upload, parsing into stored arrays, and their records."""

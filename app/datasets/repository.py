@@ -1,0 +1,25 @@
+"""Queries on the datasets table."""
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.db.pagination import Page, paginate
+from app.models import Dataset, Job, JobStatus
+
+
+def get(session: Session, dataset_id: str, *, for_update: bool = False) -> Dataset | None:
+    query = select(Dataset).where(Dataset.id == dataset_id)
+    if for_update:
+        query = query.with_for_update()
+    return session.scalars(query).first()
+
+
+def list_page(session: Session, limit: int, cursor: str | None) -> Page[Dataset]:
+    return paginate(session, select(Dataset), Dataset.created_at, Dataset.id, limit, cursor)
+
+
+def count_active_jobs(session: Session, dataset_id: str) -> int:
+    query = select(Job.id).where(
+        Job.dataset_id == dataset_id, Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING])
+    )
+    return len(session.scalars(query).all())

@@ -1,0 +1,132 @@
+"""Dataset lifecycle: stream an upload in, parse it once, store arrays, record it; delete."""
+
+import logging
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.datasets import repository
+from app.datasets.parsing import DatasetError, detect_format, parse_file
+from app.datasets.upload import BadUpload, ReceivedUpload, UploadTooLarge, receive_upload
+from app.db.pagination import Page
+from app.errors import BadRequest, Conflict, InvalidInput, NotFound, PayloadTooLarge
+from app.ml.data import save_arrays
+from app.models import Dataset
+
+log = logging.getLogger(__name__)
+
+# Unpacked .npz archives may be this many times larger than the upload limit.
+NPZ_UNPACK_FACTOR = 8
+
+
+def incoming_dir(settings: Settings) -> Path:
+    path = settings.datasets_dir / ".incoming"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+async def receive(
+    settings: Settings, content_type: str, body: AsyncIterator[bytes]
+) -> ReceivedUpload:
+    """Stream the request body to a temporary file; nothing is left behind on failure."""
+    destination = incoming_dir(settings) / f"{uuid.uuid4().hex}.part"
+    try:
+        return await receive_upload(content_type, body, destination, settings.max_upload_bytes)
+    except UploadTooLarge as exc:
+        destination.unlink(missing_ok=True)
+        raise PayloadTooLarge(f"the upload is larger than the limit of {exc.limit} bytes") from exc
+    except BadUpload as exc:
+        destination.unlink(missing_ok=True)
+        raise BadRequest(str(exc)) from exc
+    except BaseException:
+        destination.unlink(missing_ok=True)
+        raise
+
+
+def ingest(session: Session, settings: Settings, upload: ReceivedUpload) -> Dataset:
+    """Parse the received file into stored arrays and commit the dataset row.
+
+    Blocking (parsing is CPU work): call it from a worker thread.
+    """
+    dataset_id = uuid.uuid4().hex
+    staging = incoming_dir(settings) / dataset_id
+    final = settings.datasets_dir / dataset_id
+    try:
+        fmt = detect_format(upload.filename, upload.fields.get("format"))
+        parsed = parse_file(
+            upload.path,
+            fmt,
+            target=upload.fields.get("target") or None,
+            max_unpacked_bytes=settings.max_upload_bytes * NPZ_UNPACK_FACTOR,
+        )
+        staging.mkdir()
+        save_arrays(staging, parsed.x, parsed.y)
+        upload.path.rename(staging / f"source.{fmt}")
+        staging.rename(final)  # atomic: the dataset directory appears whole or not at all
+        dataset = Dataset(
+            id=dataset_id,
+            name=(upload.fields.get("name") or Path(upload.filename).stem or dataset_id)[:200],
+            format=fmt,
+            sha256=upload.sha256,
+            size_bytes=upload.size_bytes,
+            n_rows=parsed.n_rows,
+            features=parsed.features,
+            target=parsed.target,
+            storage_path=dataset_id,
+        )
+        session.add(dataset)
+        session.commit()
+    except DatasetError as exc:
+        _discard(upload.path, staging, final)
+        raise InvalidInput(f"{upload.filename}: {exc}") from exc
+    except BaseException:
+        session.rollback()
+        _discard(upload.path, staging, final)
+        raise
+    log.info(
+        "dataset %s stored: %s rows, features %s",
+        dataset_id,
+        parsed.n_rows,
+        parsed.features["shape"],
+    )
+    return dataset
+
+
+def get(session: Session, dataset_id: str) -> Dataset:
+    dataset = repository.get(session, dataset_id)
+    if dataset is None:
+        raise NotFound(f"dataset {dataset_id} does not exist")
+    return dataset
+
+
+def list_page(session: Session, limit: int, cursor: str | None) -> Page[Dataset]:
+    return repository.list_page(session, limit, cursor)
+
+
+def delete(session: Session, settings: Settings, dataset_id: str) -> None:
+    """Delete the dataset unless a queued or running job still needs it."""
+    dataset = repository.get(session, dataset_id, for_update=True)
+    if dataset is None:
+        raise NotFound(f"dataset {dataset_id} does not exist")
+    active = repository.count_active_jobs(session, dataset_id)
+    if active:
+        raise Conflict(f"dataset {dataset_id} is used by {active} queued or running job(s)")
+    session.delete(dataset)
+    session.commit()
+    shutil.rmtree(settings.datasets_dir / dataset.storage_path, ignore_errors=True)
+
+
+def storage_dir(settings: Settings, dataset: Dataset) -> Path:
+    return settings.datasets_dir / dataset.storage_path
+
+
+def _discard(*paths: Path) -> None:
+    for path in paths:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
