@@ -1,0 +1,169 @@
+"""Run one job on a worker: claim it, train with heartbeats, save, register, record the end.
+
+Keras is imported inside `run_job`, never at module import: the Celery prefork parent imports
+this module, and TensorFlow imported before a fork hangs the child (DESIGN.md).
+"""
+
+import logging
+import os
+import socket
+import threading
+import traceback
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+from app.config import Settings
+from app.datasets import repository as datasets
+from app.db.base import utcnow
+from app.db.session import session_scope
+from app.jobs import repository
+from app.jobs.repository import Heartbeat
+from app.logs import job_context
+from app.ml.spec import TrainingSpec
+from app.models import Job, JobStatus
+
+log = logging.getLogger(__name__)
+
+MAX_ERROR_CHARS = 4000
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_job(settings: Settings, job_id: str) -> JobStatus | None:
+    """Train job `job_id` if this worker can claim it. Returns its final status, or None when
+    the job was not ours to run (a duplicate delivery, already final, or cancelled)."""
+    with job_context(job_id):
+        url = settings.sqlalchemy_url
+        lease = timedelta(seconds=settings.job_lease_s)
+        with session_scope(url) as session:
+            job = repository.claim(session, job_id, worker_name(), lease, settings.max_attempts)
+        if job is None:
+            log.info("job not claimable (duplicate delivery, final or cancelled): skipped")
+            return None
+        log.info("claimed, attempt %s", job.attempt)
+        try:
+            return _train_claimed(settings, job, lease)
+        except Exception as exc:
+            log.exception("training failed")
+            return _finish(settings, job, JobStatus.FAILED, error=_describe(exc))
+
+
+def _train_claimed(settings: Settings, job: Job, lease: timedelta) -> JobStatus | None:
+    from app.ml import training  # Keras: imported in the child process only
+
+    spec = TrainingSpec.model_validate(job.spec)
+    with session_scope(settings.sqlalchemy_url) as session:
+        dataset = datasets.get(session, job.dataset_id)
+    if dataset is None:
+        raise RuntimeError(f"dataset {job.dataset_id} was deleted before the job started")
+    dataset_dir = settings.datasets_dir / dataset.storage_path
+
+    def record_epoch(epoch: int, logs: dict[str, float | str]) -> None:
+        with session_scope(settings.sqlalchemy_url) as session:
+            repository.record_epoch(session, job.id, job.attempt, epoch, logs)
+        log.info("epoch %s/%s %s", epoch, spec.fit.epochs, logs)
+
+    progress = training.ProgressCallback(on_epoch=record_epoch)
+    heartbeat = _HeartbeatThread(settings, job, lease, progress.request_stop)
+    heartbeat.start()
+    try:
+        result = training.train(
+            spec, dataset_dir, dataset.features["shape"], dataset.target.get("n_classes"), progress
+        )
+    finally:
+        heartbeat.stop()
+    if heartbeat.signal is Heartbeat.LOST:
+        log.warning("lost the job's lease while training; the result is discarded")
+        return None
+    if progress.stop_requested:
+        return _finish(
+            settings,
+            job,
+            JobStatus.CANCELLED,
+            detail=f"cancelled after {result.epochs_run} epoch(s)",
+        )
+
+    relative = Path("jobs") / job.id / f"attempt-{job.attempt}" / "model.keras"
+    artifact = settings.artifacts_dir / relative
+    training.save_atomically(result.model, artifact)
+    signature = training.signature_of(result.model)
+    signature["classes"] = dataset.target.get("classes")
+    with session_scope(settings.sqlalchemy_url) as session:
+        version = repository.succeed_and_register(
+            session, job, str(relative), signature, result.final_logs
+        )
+    if version is None:
+        artifact.unlink(missing_ok=True)
+        log.info("the job was cancelled or reclaimed while saving; model discarded")
+        return _finish(settings, job, JobStatus.CANCELLED, detail="cancelled while saving")
+    log.info("succeeded: registered %s version %s", version.name, version.version)
+    return JobStatus.SUCCEEDED
+
+
+def _finish(
+    settings: Settings,
+    job: Job,
+    status: JobStatus,
+    error: str | None = None,
+    detail: str | None = None,
+) -> JobStatus | None:
+    with session_scope(settings.sqlalchemy_url) as session:
+        current = repository.get(session, job.id)
+        if current is None or current.attempt != job.attempt or current.status != JobStatus.RUNNING:
+            return None
+        if not repository.transition(
+            session,
+            current,
+            status,
+            detail=detail or error,
+            error=error,
+            finished_at=utcnow(),
+            lease_expires_at=None,
+        ):
+            return None
+    log.info("ended %s%s", status.value, f": {error}" if error else "")
+    return status
+
+
+def _describe(exc: BaseException) -> str:
+    lines = traceback.format_exception_only(type(exc), exc)
+    return "".join(lines).strip()[:MAX_ERROR_CHARS]
+
+
+class _HeartbeatThread(threading.Thread):
+    """Renews the job's lease every `heartbeat_s` and calls `stop` on cancel or a lost lease."""
+
+    def __init__(
+        self, settings: Settings, job: Job, lease: timedelta, stop: Callable[[], None]
+    ) -> None:
+        super().__init__(name=f"heartbeat-{job.id}", daemon=True)
+        self._settings = settings
+        self._job = job
+        self._lease = lease
+        self._stop_training = stop
+        self._done = threading.Event()
+        self.signal = Heartbeat.KEEP_GOING
+
+    def run(self) -> None:
+        with job_context(self._job.id):
+            while not self._done.wait(self._settings.heartbeat_s):
+                try:
+                    with session_scope(self._settings.sqlalchemy_url) as session:
+                        signal = repository.renew_lease(
+                            session, self._job.id, self._job.attempt, self._lease
+                        )
+                except Exception:
+                    log.exception("heartbeat failed; will retry")
+                    continue
+                if signal is not Heartbeat.KEEP_GOING:
+                    self.signal = signal
+                    log.info("heartbeat says %s: stopping training", signal.value)
+                    self._stop_training()
+                    return
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join(timeout=10)
