@@ -1,0 +1,71 @@
+"""/v1/datasets: streamed upload, list, get, delete."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, status
+from fastapi.concurrency import run_in_threadpool
+
+from app.api.deps import SessionDep, SettingsDep
+from app.datasets import service
+from app.datasets.schemas import DatasetOut, DatasetPage
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "name": {"type": "string"},
+                        "format": {"type": "string", "enum": ["csv", "npz"]},
+                        "target": {
+                            "type": "string",
+                            "description": "label column(s), comma-separated",
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, response_model=DatasetOut, openapi_extra=UPLOAD_BODY
+)
+async def upload_dataset(
+    request: Request, session: SessionDep, settings: SettingsDep
+) -> DatasetOut:
+    """Stream the upload to disk under the size limit, then parse and store it once."""
+    upload = await service.receive(
+        settings, request.headers.get("content-type", ""), request.stream()
+    )
+    dataset = await run_in_threadpool(service.ingest, session, settings, upload)
+    return DatasetOut.model_validate(dataset)
+
+
+@router.get("", response_model=DatasetPage)
+def list_datasets(
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> DatasetPage:
+    page = service.list_page(session, limit, cursor)
+    return DatasetPage(
+        items=[DatasetOut.model_validate(d) for d in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.get("/{dataset_id}", response_model=DatasetOut)
+def get_dataset(dataset_id: str, session: SessionDep) -> DatasetOut:
+    return DatasetOut.model_validate(service.get(session, dataset_id))
+
+
+@router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_dataset(dataset_id: str, session: SessionDep, settings: SettingsDep) -> None:
+    service.delete(session, settings, dataset_id)

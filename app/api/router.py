@@ -1,0 +1,11 @@
+"""All routers of the API, in one place."""
+
+from fastapi import APIRouter
+
+from app.api import datasets, health, jobs, models
+
+api_router = APIRouter()
+api_router.include_router(health.router)
+api_router.include_router(datasets.router)
+api_router.include_router(jobs.router)
+api_router.include_router(models.router)

@@ -1,0 +1,130 @@
+"""The `trainyard` command: serve (API, plus a worker in embedded mode), worker, migrate."""
+
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+from typing import Annotated
+
+import typer
+
+from app.config import get_settings
+from app.logs import configure_logging
+
+cli = typer.Typer(help="trainyard: a REST model-training service.", no_args_is_help=True)
+log = logging.getLogger("trainyard")
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+) -> None:
+    """Run the HTTP API. In embedded mode (no TRAINYARD_BROKER_URL) also start a worker."""
+    import uvicorn
+
+    from app.db.migrate import upgrade_to_head
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    upgrade_to_head(settings)
+    worker = _start_embedded_worker() if settings.runs_embedded_worker else None
+    log.info(
+        "serving on http://%s:%s (database %s, broker %s, %s)",
+        host,
+        port,
+        settings.sqlalchemy_url.split("@")[-1],  # no credentials in logs
+        settings.celery_broker_url.split("@")[-1],
+        "embedded worker" if worker else "external workers",
+    )
+    try:
+        uvicorn.run("app.main:create_app", factory=True, host=host, port=port, log_config=None)
+    finally:
+        if worker is not None:
+            _stop(worker)
+
+
+@cli.command()
+def worker(
+    queues: Annotated[
+        str, typer.Option(help="Comma-separated queues: training, training.gpu.")
+    ] = "training",
+    concurrency: Annotated[int, typer.Option(help="Jobs run at once (child processes).")] = 1,
+    name: Annotated[str | None, typer.Option(help="Worker node name.")] = None,
+) -> None:
+    """Run a Celery worker that trains jobs from the broker."""
+    from app.db.migrate import upgrade_to_head
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    upgrade_to_head(settings)
+    from workers.celery_app import celery_app
+
+    node = name or f"trainyard-{os.getpid()}@{socket.gethostname()}"
+    celery_app.worker_main(
+        [
+            "worker",
+            f"--queues={queues}",
+            f"--concurrency={concurrency}",
+            "--pool=prefork",
+            f"--hostname={node}",
+            f"--loglevel={settings.log_level}",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+
+
+@cli.command()
+def migrate() -> None:
+    """Bring the database schema up to date (serve and worker also do this on start)."""
+    from app.db.migrate import upgrade_to_head
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    upgrade_to_head(settings)
+    typer.echo(f"schema up to date: {settings.sqlalchemy_url.split('@')[-1]}")
+
+
+def _start_embedded_worker() -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "worker",
+            "--concurrency",
+            "1",
+            "--name",
+            f"embedded-{os.getpid()}@{socket.gethostname()}",
+        ],
+        preexec_fn=_die_with_parent,
+    )
+
+
+def _die_with_parent() -> None:
+    # If `serve` is killed outright, the kernel sends the worker SIGTERM (Linux only).
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def main() -> None:
+    # TensorFlow's C++ start-up chatter is not actionable for users of the service.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The model registry: named models, their versions and labels."""

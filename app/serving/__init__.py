@@ -1,0 +1,1 @@
+"""Inference: a bounded cache of loaded models and the predict path."""
