@@ -1,0 +1,83 @@
+"""/v1/jobs over HTTP without a worker: validation at the door, listing, cancel, idempotency."""
+
+from fastapi.testclient import TestClient
+
+from tests.factories import job_request, mlp_layers
+
+
+def test_a_valid_job_is_accepted_as_queued(client: TestClient, dataset_id: str) -> None:
+    response = client.post("/v1/jobs", json=job_request(dataset_id, register_as="tiny"))
+    assert response.status_code == 202
+    job = response.json()
+    assert job["status"] == "queued" and job["progress"] == {"epoch": 0, "epochs": 3}
+    assert job["register_as"] == "tiny" and job["model"] is None and job["attempt"] == 0
+
+
+def test_an_unknown_dataset_is_a_404(client: TestClient) -> None:
+    response = client.post("/v1/jobs", json=job_request("0" * 32))
+    assert response.status_code == 404
+    assert "does not exist" in response.json()["error"]
+
+
+def test_a_bad_field_is_a_422_with_its_path_and_nothing_is_stored(
+    client: TestClient, dataset_id: str
+) -> None:
+    layers = mlp_layers()
+    layers[0]["units"] = -1
+    response = client.post("/v1/jobs", json=job_request(dataset_id, model={"layers": layers}))
+    assert response.status_code == 422
+    assert response.json()["error"].startswith("model.layers[0].units:")
+    assert client.get("/v1/jobs").json()["items"] == []
+
+
+def test_a_spec_that_does_not_fit_the_dataset_is_a_422_before_queueing(
+    client: TestClient, dataset_id: str
+) -> None:
+    response = client.post(
+        "/v1/jobs", json=job_request(dataset_id, model={"layers": mlp_layers(classes=5)})
+    )
+    assert response.status_code == 422
+    assert response.json()["error"].startswith(
+        "model.layers[1].units: the output layer has 5 units"
+    )
+    assert client.get("/v1/jobs").json()["items"] == []
+
+
+def test_cancelling_a_queued_job_ends_it_at_once(client: TestClient, dataset_id: str) -> None:
+    job = client.post("/v1/jobs", json=job_request(dataset_id)).json()
+    response = client.post(f"/v1/jobs/{job['id']}/cancel")
+    assert response.status_code == 202 and response.json()["status"] == "cancelled"
+    again = client.post(f"/v1/jobs/{job['id']}/cancel")
+    assert again.status_code == 200 and again.json()["status"] == "cancelled"
+    events = client.get(f"/v1/jobs/{job['id']}/events").json()
+    assert [(e["from_status"], e["to_status"]) for e in events] == [
+        (None, "queued"),
+        ("queued", "cancelled"),
+    ]
+
+
+def test_the_same_idempotency_key_returns_the_same_job(client: TestClient, dataset_id: str) -> None:
+    headers = {"Idempotency-Key": "abc-123"}
+    first = client.post("/v1/jobs", json=job_request(dataset_id), headers=headers).json()
+    second = client.post("/v1/jobs", json=job_request(dataset_id), headers=headers).json()
+    assert first["id"] == second["id"]
+    assert len(client.get("/v1/jobs").json()["items"]) == 1
+    other = client.post("/v1/jobs", json=job_request(dataset_id, name="other"), headers=headers)
+    assert other.status_code == 409
+
+
+def test_jobs_are_filtered_by_status_and_name(client: TestClient, dataset_id: str) -> None:
+    a = client.post("/v1/jobs", json=job_request(dataset_id, name="a")).json()
+    client.post("/v1/jobs", json=job_request(dataset_id, name="b"))
+    client.post(f"/v1/jobs/{a['id']}/cancel")
+    cancelled = client.get("/v1/jobs", params={"status": "cancelled"}).json()["items"]
+    assert [j["name"] for j in cancelled] == ["a"]
+    assert [j["name"] for j in client.get("/v1/jobs", params={"name": "b"}).json()["items"]] == [
+        "b"
+    ]
+
+
+def test_an_unknown_job_is_a_404_in_the_error_shape(client: TestClient) -> None:
+    response = client.get("/v1/jobs/nope")
+    assert response.status_code == 404
+    assert set(response.json()) == {"error", "detail"}
