@@ -65,6 +65,7 @@ def test_a_body_that_is_not_multipart_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_form_without_a_file_part_is_refused(tmp_path: Path) -> None:
-    body = f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="name"\r\n\r\nx\r\n--{BOUNDARY}--\r\n'
+    field = 'Content-Disposition: form-data; name="name"'
+    body = f"--{BOUNDARY}\r\n{field}\r\n\r\nx\r\n--{BOUNDARY}--\r\n"
     with pytest.raises(BadUpload, match="no file part"):
         receive(body.encode(), tmp_path / "up")
