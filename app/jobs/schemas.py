@@ -49,6 +49,7 @@ class JobOut(BaseModel):
     error: str | None
     model: ModelRef | None
     attempt: int
+    worker: str | None
     cancel_requested: bool
     created_at: datetime
     started_at: datetime | None
@@ -72,6 +73,7 @@ class JobOut(BaseModel):
             error=job.error,
             model=model,
             attempt=job.attempt,
+            worker=job.worker,
             cancel_requested=job.cancel_requested,
             created_at=job.created_at,
             started_at=job.started_at,
