@@ -47,7 +47,9 @@ class Settings(BaseSettings):
         default=10.0, gt=0, description="How often `serve` looks for lost or stalled jobs."
     )
     max_job_runtime_s: int = Field(
-        default=7 * 24 * 3600, gt=0, description="Longest job; the broker's visibility timeout."
+        default=7 * 24 * 3600,
+        gt=0,
+        description="Longest a job may run before it fails; also sets the broker's visibility timeout.",
     )
     log_level: str = Field(default="INFO", description="Python log level.")
     log_json: bool = Field(default=False, description="Log one JSON object per line.")

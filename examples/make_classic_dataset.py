@@ -3,12 +3,15 @@
     python examples/make_classic_dataset.py            # writes examples/classic.csv
     python examples/make_classic_dataset.py --rows 5000 --out /tmp/classic.csv
 
+It also writes `<out stem>-predict.json`: a TF Serving predict body with two fresh rows.
+
 The label is a fixed (seeded) linear function of the features, so the MLP has something to
 learn and its accuracy rises over the epochs.
 """
 
 import argparse
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +36,11 @@ def main() -> None:
         writer.writerow([f"f{i}" for i in range(x.shape[1])] + ["label"])
         for features, label in zip(x, y, strict=True):
             writer.writerow([f"{v:.5f}" for v in features] + [int(label)])
-    print(f"wrote {args.rows} rows to {args.out}")
+    fresh, _ = make(2, seed=1)
+    predict_body = args.out.with_name(f"{args.out.stem}-predict.json")
+    instances = [[round(float(v), 5) for v in row] for row in fresh]
+    predict_body.write_text(json.dumps({"instances": instances}))
+    print(f"wrote {args.rows} rows to {args.out} and a predict request to {predict_body}")
 
 
 if __name__ == "__main__":

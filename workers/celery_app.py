@@ -22,6 +22,10 @@ def create_celery() -> Celery:
         # The child imports Keras before it reports ready (see warm_up below); that takes
         # seconds, beyond Celery's 4 s default.
         worker_proc_alive_timeout=120.0,
+        # A job past max_job_runtime_s gets SoftTimeLimitExceeded inside fit() and ends failed;
+        # the hard limit is the backstop for a child stuck in native code.
+        task_soft_time_limit=settings.max_job_runtime_s,
+        task_time_limit=settings.max_job_runtime_s + 120,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         task_send_sent_event=False,

@@ -2,10 +2,9 @@
 
 from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session
 
