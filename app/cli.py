@@ -61,11 +61,13 @@ def worker(
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
     upgrade_to_head(settings)
-    from workers.celery_app import celery_app
+    from celery.bin.celery import celery as celery_command
 
     node = name or f"trainyard-{os.getpid()}@{socket.gethostname()}"
-    celery_app.worker_main(
-        [
+    # The worker app is named, not imported: app.* never imports workers (DESIGN.md).
+    celery_command.main(
+        args=[
+            "--app=workers.celery_app:celery_app",
             "worker",
             f"--queues={queues}",
             f"--concurrency={concurrency}",
@@ -74,7 +76,8 @@ def worker(
             f"--loglevel={settings.log_level}",
             "--without-gossip",
             "--without-mingle",
-        ]
+        ],
+        prog_name="trainyard worker",
     )
 
 

@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     max_job_runtime_s: int = Field(
         default=7 * 24 * 3600,
         gt=0,
-        description="Longest a job may run before it fails; also sets the broker's visibility timeout.",
+        description="Longest a job may run before it fails; also the broker's visibility timeout.",
     )
     log_level: str = Field(default="INFO", description="Python log level.")
     log_json: bool = Field(default=False, description="Log one JSON object per line.")

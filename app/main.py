@@ -3,7 +3,6 @@
 import asyncio
 import contextlib
 import logging
-import threading
 from collections.abc import AsyncIterator
 from datetime import datetime
 
@@ -28,8 +27,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Keras takes seconds to import; do it now so the first submit or predict does not wait.
-        threading.Thread(target=_import_keras, name="import-keras", daemon=True).start()
         sweeper = asyncio.create_task(_sweep_forever(settings, started_at=utcnow()))
         yield
         sweeper.cancel()
@@ -63,7 +60,3 @@ async def _sweep_forever(settings: Settings, started_at: datetime) -> None:
 def _sweep_once(settings: Settings, resend_before: datetime | None) -> None:
     with session_scope(settings.sqlalchemy_url) as session:
         sweep(session, settings, resend_before)
-
-
-def _import_keras() -> None:
-    import keras  # noqa: F401

@@ -37,7 +37,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 def paginate(
     session: Session,
-    query: Select[tuple[T]],
+    query: Select[Any],
     created_at: InstrumentedAttribute[datetime],
     row_id: InstrumentedAttribute[Any],
     limit: int,
@@ -48,7 +48,7 @@ def paginate(
         after_created, after_id = decode_cursor(cursor)
         query = query.where(tuple_(created_at, row_id) < tuple_(after_created, after_id))
     query = query.order_by(created_at.desc(), row_id.desc()).limit(limit + 1)
-    rows = list(session.scalars(query))
+    rows: list[T] = list(session.scalars(query))
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]

@@ -11,9 +11,9 @@ from app.ml.spec import (
     L2,
     CompileSpec,
     Dense,
+    LayerSpec,
     Regularizer,
     SequentialModel,
-    SpecModel,
     TrainingSpec,
     layer_kwargs,
 )
@@ -68,7 +68,7 @@ def count_params(model: keras.Model) -> int:
     return int(model.count_params())
 
 
-def _make_layer(layer_spec: SpecModel) -> keras.layers.Layer:
+def _make_layer(layer_spec: LayerSpec) -> keras.layers.Layer:
     kwargs = layer_kwargs(layer_spec)
     for field in _REGULARIZER_FIELDS:
         if field in kwargs:

@@ -111,9 +111,8 @@ class BatchNormalization(LayerBase):
     scale: bool = True
 
 
-Layer = Annotated[
-    Dense | Activation | Dropout | Flatten | BatchNormalization, Field(discriminator="type")
-]
+LayerSpec = Dense | Activation | Dropout | Flatten | BatchNormalization
+Layer = Annotated[LayerSpec, Field(discriminator="type")]
 LAYER_TYPES = ("Dense", "Activation", "Dropout", "Flatten", "BatchNormalization")
 
 

@@ -1,4 +1,4 @@
-"""PostgreSQL + Redis + a real `trainyard worker` subprocess, and the API in-process against them."""
+"""PostgreSQL, Redis, a real `trainyard worker` subprocess, and the API in-process on them."""
 
 from collections.abc import Iterator
 from pathlib import Path
