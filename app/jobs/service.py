@@ -111,7 +111,9 @@ def list_page(session: Session, limit: int, cursor: str | None, **filters: Any) 
 def epochs(session: Session, job_id: str) -> tuple[int, list[dict[str, Any]]]:
     job = get(session, job_id)
     rows: list[JobEpoch] = list(repository.epochs(session, job_id, job.attempt))
-    return job.attempt, [{"epoch": row.epoch, **row.logs} for row in rows]
+    return job.attempt, [
+        {"epoch": row.epoch, **row.logs, "finished_at": row.created_at.isoformat()} for row in rows
+    ]
 
 
 def events(session: Session, job_id: str) -> list[JobEvent]:
