@@ -36,8 +36,11 @@ def fresh_postgres_database() -> Iterator[str]:
 
 
 def fresh_redis_url() -> str:
-    """A Redis database index of our own (15), emptied first."""
-    url = f"redis://{REDIS_HOST}:{REDIS_PORT}/15"
+    """A Redis database of our own (index 15, or TRAINYARD_TEST_REDIS_DB), emptied first.
+
+    Two test runs at once on one machine need different indexes: their workers would
+    otherwise take each other's jobs."""
+    url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{os.environ.get('TRAINYARD_TEST_REDIS_DB', '15')}"
     redis.Redis.from_url(url).flushdb()
     return url
 
