@@ -49,9 +49,7 @@ def serve(
 
 @cli.command()
 def worker(
-    queues: Annotated[
-        str, typer.Option(help="Comma-separated queues: training, training.gpu.")
-    ] = "training",
+    queues: Annotated[str, typer.Option(help="Comma-separated queues: training, training.gpu.")] = "training",
     concurrency: Annotated[int, typer.Option(help="Jobs run at once (child processes).")] = 1,
     name: Annotated[str | None, typer.Option(help="Worker node name.")] = None,
 ) -> None:

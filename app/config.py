@@ -10,17 +10,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     """Service configuration. Unset URLs mean the embedded single-machine mode."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="TRAINYARD_", env_file=".env", extra="ignore", frozen=True
-    )
+    model_config = SettingsConfigDict(env_prefix="TRAINYARD_", env_file=".env", extra="ignore", frozen=True)
 
     home: Path = Field(
         default=Path("~/.trainyard"),
         description="Directory for the embedded database, broker queue, datasets and artifacts.",
     )
-    database_url: str | None = Field(
-        default=None, description="SQLAlchemy URL; default: SQLite file under HOME."
-    )
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default: SQLite file under HOME.")
     broker_url: str | None = Field(
         default=None, description="Celery broker URL; default: a local filesystem queue under HOME."
     )
@@ -43,9 +39,7 @@ class Settings(BaseSettings):
     requeue_after_s: float = Field(
         default=600.0, gt=0, description="Re-send a queued job whose message may have been lost."
     )
-    sweep_interval_s: float = Field(
-        default=10.0, gt=0, description="How often `serve` looks for lost or stalled jobs."
-    )
+    sweep_interval_s: float = Field(default=10.0, gt=0, description="How often `serve` looks for lost or stalled jobs.")
     max_job_runtime_s: int = Field(
         default=7 * 24 * 3600,
         gt=0,

@@ -55,9 +55,7 @@ def write_csv(path: Path, x: np.ndarray, y: np.ndarray) -> None:
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow([f"f{i}" for i in range(x.shape[1])] + ["label"])
-        writer.writerows(
-            [*row, int(label)] for row, label in zip(x.tolist(), y.tolist(), strict=True)
-        )
+        writer.writerows([*row, int(label)] for row, label in zip(x.tolist(), y.tolist(), strict=True))
 
 
 def steady_throughput(rows: int, epoch_end_times: list[float]) -> float:
@@ -282,9 +280,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--latency-jobs", type=int, default=20)
-    parser.add_argument(
-        "--rounds", type=int, default=2, help="throughput repeats; the best is kept"
-    )
+    parser.add_argument("--rounds", type=int, default=2, help="throughput repeats; the best is kept")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 

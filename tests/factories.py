@@ -22,9 +22,7 @@ def classification_arrays(
     return x, np.argmax(x @ weights, axis=1)
 
 
-def csv_bytes(
-    rows: int = 64, features: int = 4, classes: int = 3, labels: list[str] | None = None
-) -> bytes:
+def csv_bytes(rows: int = 64, features: int = 4, classes: int = 3, labels: list[str] | None = None) -> bytes:
     """A CSV with columns f0..fN and a `label` column (class names when `labels` is given)."""
     x, y = classification_arrays(rows, features, classes)
     out = io.StringIO()

@@ -74,9 +74,7 @@ class TrainyardProcess:
     def wait_for_log(self, text: str, timeout: float) -> None:
         def seen() -> bool:
             if self.process.poll() is not None:
-                raise AssertionError(
-                    f"process exited with {self.process.returncode}:\n{self.log()[-5000:]}"
-                )
+                raise AssertionError(f"process exited with {self.process.returncode}:\n{self.log()[-5000:]}")
             return text in self.log()
 
         wait_for(seen, timeout, interval=0.2, what=f"{text!r} in {self.log_path.name}")

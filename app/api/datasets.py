@@ -35,16 +35,10 @@ UPLOAD_BODY = {
 }
 
 
-@router.post(
-    "", status_code=status.HTTP_201_CREATED, response_model=DatasetOut, openapi_extra=UPLOAD_BODY
-)
-async def upload_dataset(
-    request: Request, session: SessionDep, settings: SettingsDep
-) -> DatasetOut:
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetOut, openapi_extra=UPLOAD_BODY)
+async def upload_dataset(request: Request, session: SessionDep, settings: SettingsDep) -> DatasetOut:
     """Stream the upload to disk under the size limit, then parse and store it once."""
-    upload = await service.receive(
-        settings, request.headers.get("content-type", ""), request.stream()
-    )
+    upload = await service.receive(settings, request.headers.get("content-type", ""), request.stream())
     dataset = await run_in_threadpool(service.ingest, session, settings, upload)
     return DatasetOut.model_validate(dataset)
 
@@ -56,9 +50,7 @@ def list_datasets(
     cursor: str | None = None,
 ) -> DatasetPage:
     page = service.list_page(session, limit, cursor)
-    return DatasetPage(
-        items=[DatasetOut.model_validate(d) for d in page.items], next_cursor=page.next_cursor
-    )
+    return DatasetPage(items=[DatasetOut.model_validate(d) for d in page.items], next_cursor=page.next_cursor)
 
 
 @router.get("/{dataset_id}", response_model=DatasetOut)

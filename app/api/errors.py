@@ -15,9 +15,7 @@ from app.ml.spec import UNION_TAGS
 def error_response(
     status_code: int, message: str, detail: Any = None, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    return JSONResponse(
-        {"error": message, "detail": detail}, status_code=status_code, headers=headers
-    )
+    return JSONResponse({"error": message, "detail": detail}, status_code=status_code, headers=headers)
 
 
 def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -49,14 +47,9 @@ def install_error_handlers(app: FastAPI) -> None:
         errors = exc.errors()
         messages = [f"{field_path(e['loc'])}: {e['msg']}" for e in errors[:5]]
         more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
-        detail = [
-            {"loc": e["loc"], "path": field_path(e["loc"]), "msg": e["msg"], "type": e["type"]}
-            for e in errors
-        ]
+        detail = [{"loc": e["loc"], "path": field_path(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
         return error_response(422, "; ".join(messages) + more, detail)
 
     @app.exception_handler(HTTPException)
     async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        return error_response(
-            exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None)
-        )
+        return error_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))

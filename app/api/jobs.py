@@ -32,9 +32,7 @@ def list_jobs(
     dataset_id: str | None = None,
     name: str | None = None,
 ) -> JobPage:
-    page = service.list_page(
-        session, limit, cursor, status=status, dataset_id=dataset_id, name=name
-    )
+    page = service.list_page(session, limit, cursor, status=status, dataset_id=dataset_id, name=name)
     return JobPage(items=[JobOut.of(job) for job in page.items], next_cursor=page.next_cursor)
 
 

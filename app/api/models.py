@@ -63,16 +63,12 @@ def set_label(name: ModelName, label: Label, body: LabelUpdate, session: Session
 
 
 @router.get("/{name}/versions/{version}/artifact")
-def download_artifact(
-    name: ModelName, version: Version, session: SessionDep, settings: SettingsDep
-) -> FileResponse:
+def download_artifact(name: ModelName, version: Version, session: SessionDep, settings: SettingsDep) -> FileResponse:
     found = service.resolve(session, name, version=version)
     path = settings.artifacts_dir / found.artifact_path
     if not path.is_file():
         raise NotFound(f"the artifact of {name} version {version} is missing from the store")
-    return FileResponse(
-        path, media_type="application/octet-stream", filename=f"{name}-v{version}.keras"
-    )
+    return FileResponse(path, media_type="application/octet-stream", filename=f"{name}-v{version}.keras")
 
 
 @router.post("/{name}:predict", openapi_extra=PREDICT_BODY)
@@ -113,7 +109,5 @@ async def _predict(
     body = parse_predict_body(await request.body())
     found = await run_in_threadpool(service.resolve, session, name, version, label)
     if "instances" in body:
-        return {
-            "predictions": await run_in_threadpool(predictor.predict_rows, found, body["instances"])
-        }
+        return {"predictions": await run_in_threadpool(predictor.predict_rows, found, body["instances"])}
     return {"outputs": await run_in_threadpool(predictor.predict_rows, found, body["inputs"])}

@@ -65,29 +65,21 @@ def parse_csv(path: Path, target: str | None) -> ParsedDataset:
         raise DatasetError("the CSV has a header but no data rows")
     columns = table.column_names
     if len(columns) < 2:
-        raise DatasetError(
-            f"the CSV needs at least two columns (features and a target); got {columns}"
-        )
+        raise DatasetError(f"the CSV needs at least two columns (features and a target); got {columns}")
     target_columns = [c.strip() for c in target.split(",")] if target else [columns[-1]]
     for name in target_columns:
         if name not in columns:
-            raise DatasetError(
-                f"target column {name!r} is not in the header; columns are: {', '.join(columns)}"
-            )
+            raise DatasetError(f"target column {name!r} is not in the header; columns are: {', '.join(columns)}")
     feature_columns = [c for c in columns if c not in target_columns]
     if not feature_columns:
         raise DatasetError("every column is a target; leave at least one feature column")
 
-    x = np.column_stack([_numeric_column(table, name) for name in feature_columns]).astype(
-        np.float32
-    )
+    x = np.column_stack([_numeric_column(table, name) for name in feature_columns]).astype(np.float32)
     features = {"shape": [len(feature_columns)], "dtype": "float32", "columns": feature_columns}
     if len(target_columns) == 1:
         y, target_schema = _encode_target(table.column(target_columns[0]), target_columns[0])
     else:
-        y = np.column_stack([_numeric_column(table, name) for name in target_columns]).astype(
-            np.float32
-        )
+        y = np.column_stack([_numeric_column(table, name) for name in target_columns]).astype(np.float32)
         target_schema = _target_schema(y, target_columns, classes=None)
     return ParsedDataset(x=x, y=y, features=features, target=target_schema)
 
@@ -100,9 +92,7 @@ def _read_csv_table(path: Path) -> pa.Table:
         return "error"
 
     try:
-        return pa_csv.read_csv(
-            path, parse_options=pa_csv.ParseOptions(invalid_row_handler=remember)
-        )
+        return pa_csv.read_csv(path, parse_options=pa_csv.ParseOptions(invalid_row_handler=remember))
     except pa.ArrowInvalid as exc:
         if bad_rows:
             row = bad_rows[0]
@@ -131,9 +121,7 @@ def _numeric_column(table: pa.Table, name: str) -> np.ndarray:
         raise DatasetError(f"column {name!r} is not valid UTF-8 text; save the file as UTF-8")
     if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)):
         sample = _first_non_numeric(column)
-        raise DatasetError(
-            f"column {name!r} holds text ({sample}); feature columns must be numeric for now"
-        )
+        raise DatasetError(f"column {name!r} holds text ({sample}); feature columns must be numeric for now")
     missing = column.is_null()
     if pa.types.is_floating(kind):
         missing = pc.or_(missing, pc.is_nan(column))
@@ -160,16 +148,12 @@ def _first_non_numeric(column: pa.ChunkedArray) -> str:
 def _encode_target(column: pa.ChunkedArray, name: str) -> tuple[np.ndarray, dict[str, Any]]:
     if column.null_count:
         row = int(pc.index(column.is_null(), True).as_py())
-        raise DatasetError(
-            f"target column {name!r} is empty at data row {row + 1} (line {row + 2})"
-        )
+        raise DatasetError(f"target column {name!r} is empty at data row {row + 1} (line {row + 2})")
     kind = column.type
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         classes, y = np.unique(np.asarray(column.to_pylist(), dtype=object), return_inverse=True)
         if len(classes) > MAX_CLASSES:
-            raise DatasetError(
-                f"target column {name!r} has more than {MAX_CLASSES} distinct labels"
-            )
+            raise DatasetError(f"target column {name!r} has more than {MAX_CLASSES} distinct labels")
         return y.astype(np.int64), _target_schema(y, [name], classes=[str(c) for c in classes])
     values = _numeric_column(pa.table({name: column}), name)
     if pa.types.is_integer(kind) or pa.types.is_boolean(kind):
@@ -188,9 +172,7 @@ def parse_npz(path: Path, max_unpacked_bytes: int) -> ParsedDataset:
     with archive:
         unpacked = sum(info.file_size for info in archive.infolist())
         if unpacked > max_unpacked_bytes:
-            raise DatasetError(
-                f"the .npz unpacks to {unpacked} bytes, over the limit of {max_unpacked_bytes}"
-            )
+            raise DatasetError(f"the .npz unpacks to {unpacked} bytes, over the limit of {max_unpacked_bytes}")
     try:
         with np.load(path, allow_pickle=False) as npz:
             x = _npz_array(npz, NPZ_FEATURE_KEYS, "features")
@@ -223,8 +205,7 @@ def _npz_array(npz: Any, keys: tuple[str, ...], role: str) -> np.ndarray:
                 raise DatasetError(f"array {key!r} has dtype {array.dtype}; it must be numeric")
             return array
     raise DatasetError(
-        f"the .npz has no {role} array; name it one of {', '.join(keys)} "
-        f"(found: {', '.join(npz.files) or 'nothing'})"
+        f"the .npz has no {role} array; name it one of {', '.join(keys)} (found: {', '.join(npz.files) or 'nothing'})"
     )
 
 
@@ -244,14 +225,10 @@ def _int_classes(values: np.ndarray) -> list[int] | None:
     return [int(v) for v in unique]
 
 
-def _target_schema(
-    y: np.ndarray, columns: list[str] | None, classes: list[Any] | None
-) -> dict[str, Any]:
+def _target_schema(y: np.ndarray, columns: list[str] | None, classes: list[Any] | None) -> dict[str, Any]:
     n_classes = None
     if classes is not None:
-        n_classes = (
-            len(classes) if classes and isinstance(classes[0], str) else int(max(classes)) + 1
-        )
+        n_classes = len(classes) if classes and isinstance(classes[0], str) else int(max(classes)) + 1
     return {
         "shape": list(y.shape[1:]),
         "dtype": "int64" if classes is not None else str(y.dtype),

@@ -19,7 +19,5 @@ def list_page(session: Session, limit: int, cursor: str | None) -> Page[Dataset]
 
 
 def count_active_jobs(session: Session, dataset_id: str) -> int:
-    query = select(Job.id).where(
-        Job.dataset_id == dataset_id, Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING])
-    )
+    query = select(Job.id).where(Job.dataset_id == dataset_id, Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]))
     return len(session.scalars(query).all())

@@ -29,9 +29,7 @@ def incoming_dir(settings: Settings) -> Path:
     return path
 
 
-async def receive(
-    settings: Settings, content_type: str, body: AsyncIterator[bytes]
-) -> ReceivedUpload:
+async def receive(settings: Settings, content_type: str, body: AsyncIterator[bytes]) -> ReceivedUpload:
     """Stream the request body to a temporary file; nothing is left behind on failure."""
     destination = incoming_dir(settings) / f"{uuid.uuid4().hex}.part"
     try:

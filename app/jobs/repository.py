@@ -41,18 +41,12 @@ def list_page(
 
 
 def epochs(session: Session, job_id: str, attempt: int) -> Sequence[JobEpoch]:
-    query = (
-        select(JobEpoch)
-        .where(JobEpoch.job_id == job_id, JobEpoch.attempt == attempt)
-        .order_by(JobEpoch.epoch)
-    )
+    query = select(JobEpoch).where(JobEpoch.job_id == job_id, JobEpoch.attempt == attempt).order_by(JobEpoch.epoch)
     return session.scalars(query).all()
 
 
 def events(session: Session, job_id: str) -> Sequence[JobEvent]:
-    return session.scalars(
-        select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)
-    ).all()
+    return session.scalars(select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)).all()
 
 
 def transition(
@@ -69,14 +63,10 @@ def transition(
     when `unless_cancel_requested` and a cancel has been asked for.
     """
     attempt = values.get("attempt", job.attempt)
-    query = update(Job).where(
-        Job.id == job.id, Job.status == job.status, Job.attempt == job.attempt
-    )
+    query = update(Job).where(Job.id == job.id, Job.status == job.status, Job.attempt == job.attempt)
     if unless_cancel_requested:
         query = query.where(Job.cancel_requested.is_(False))
-    result = session.execute(
-        query.values(status=to_status, **values).execution_options(synchronize_session=False)
-    )
+    result = session.execute(query.values(status=to_status, **values).execution_options(synchronize_session=False))
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return False
     session.add(
@@ -91,9 +81,7 @@ def transition(
     return True
 
 
-def claim(
-    session: Session, job_id: str, worker: str, lease: timedelta, max_attempts: int
-) -> Job | None:
+def claim(session: Session, job_id: str, worker: str, lease: timedelta, max_attempts: int) -> Job | None:
     """Take the job for this worker: queued, or running with an expired lease. Commits.
 
     Returns None when another delivery or worker owns it, or it is final: a duplicate
@@ -103,11 +91,7 @@ def claim(
     now = utcnow()
     if job is None or job.cancel_requested or job.attempt >= max_attempts:
         return None
-    lease_expired = (
-        job.status == JobStatus.RUNNING
-        and job.lease_expires_at is not None
-        and job.lease_expires_at < now
-    )
+    lease_expired = job.status == JobStatus.RUNNING and job.lease_expires_at is not None and job.lease_expires_at < now
     if job.status != JobStatus.QUEUED and not lease_expired:
         return None
     attempt = job.attempt + 1
@@ -152,9 +136,7 @@ def renew_lease(session: Session, job_id: str, attempt: int, lease: timedelta) -
     return Heartbeat.CANCEL if cancel else Heartbeat.KEEP_GOING
 
 
-def record_epoch(
-    session: Session, job_id: str, attempt: int, epoch: int, logs: dict[str, Any]
-) -> None:
+def record_epoch(session: Session, job_id: str, attempt: int, epoch: int, logs: dict[str, Any]) -> None:
     """Store one epoch's logs and show them as the job's progress. Commits."""
     session.add(JobEpoch(job_id=job_id, attempt=attempt, epoch=epoch, logs=logs))
     session.execute(
@@ -168,10 +150,7 @@ def record_epoch(
 
 def next_version(session: Session, name: str) -> int:
     latest = session.scalar(
-        select(ModelVersion.version)
-        .where(ModelVersion.name == name)
-        .order_by(ModelVersion.version.desc())
-        .limit(1)
+        select(ModelVersion.version).where(ModelVersion.name == name).order_by(ModelVersion.version.desc()).limit(1)
     )
     return (latest or 0) + 1
 
@@ -237,10 +216,7 @@ def unsent_queued(session: Session, sent_before: datetime) -> Sequence[Job]:
 
 def mark_enqueued(session: Session, job_id: str) -> None:
     session.execute(
-        update(Job)
-        .where(Job.id == job_id)
-        .values(enqueued_at=utcnow())
-        .execution_options(synchronize_session=False)
+        update(Job).where(Job.id == job_id).values(enqueued_at=utcnow()).execution_options(synchronize_session=False)
     )
     session.commit()
 

@@ -70,9 +70,7 @@ def _train_claimed(settings: Settings, job: Job, lease: timedelta) -> JobStatus 
     heartbeat = _HeartbeatThread(settings, job, lease, progress.request_stop)
     heartbeat.start()
     try:
-        result = training.train(
-            spec, dataset_dir, dataset.features["shape"], dataset.target.get("n_classes"), progress
-        )
+        result = training.train(spec, dataset_dir, dataset.features, dataset.target, progress)
     finally:
         heartbeat.stop()
     if heartbeat.signal is Heartbeat.LOST:
@@ -92,9 +90,7 @@ def _train_claimed(settings: Settings, job: Job, lease: timedelta) -> JobStatus 
     signature = training.signature_of(result.model)
     signature["classes"] = dataset.target.get("classes")
     with session_scope(settings.sqlalchemy_url) as session:
-        version = repository.succeed_and_register(
-            session, job, str(relative), signature, result.final_logs
-        )
+        version = repository.succeed_and_register(session, job, str(relative), signature, result.final_logs)
     if version is None:
         artifact.unlink(missing_ok=True)
         log.info("the job was cancelled or reclaimed while saving; model discarded")
@@ -136,9 +132,7 @@ def _describe(exc: BaseException) -> str:
 class _HeartbeatThread(threading.Thread):
     """Renews the job's lease every `heartbeat_s` and calls `stop` on cancel or a lost lease."""
 
-    def __init__(
-        self, settings: Settings, job: Job, lease: timedelta, stop: Callable[[], None]
-    ) -> None:
+    def __init__(self, settings: Settings, job: Job, lease: timedelta, stop: Callable[[], None]) -> None:
         super().__init__(name=f"heartbeat-{job.id}", daemon=True)
         self._settings = settings
         self._job = job
@@ -152,9 +146,7 @@ class _HeartbeatThread(threading.Thread):
             while not self._done.wait(self._settings.heartbeat_s):
                 try:
                     with session_scope(self._settings.sqlalchemy_url) as session:
-                        signal = repository.renew_lease(
-                            session, self._job.id, self._job.attempt, self._lease
-                        )
+                        signal = repository.renew_lease(session, self._job.id, self._job.attempt, self._lease)
                 except Exception:
                     log.exception("heartbeat failed; will retry")
                     continue

@@ -5,7 +5,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.ml.spec import CompileSpec, FitSpec, SequentialModel, SpecModel, TrainingSpec
+from app.ml.objects import SpecModel
+from app.ml.spec import CompileSpec, FitSpec, ModelSpec, TrainingSpec
 from app.models import Job, JobStatus
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
@@ -14,7 +15,7 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 class JobCreate(SpecModel):
     name: str | None = Field(default=None, pattern=NAME_PATTERN)
     dataset_id: str = Field(min_length=1, max_length=64)
-    model: SequentialModel
+    model: ModelSpec
     compile: CompileSpec
     fit: FitSpec = Field(default_factory=FitSpec)
     register_as: str | None = Field(default=None, pattern=NAME_PATTERN)

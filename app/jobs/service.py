@@ -16,16 +16,14 @@ from app.db.pagination import Page
 from app.errors import Conflict, InvalidInput, NotFound
 from app.jobs import repository
 from app.jobs.schemas import JobCreate
-from app.ml.builder import SpecError
+from app.ml.spec import SpecError
 from app.ml.validation import check_against_dataset
 from app.models import Job, JobEpoch, JobEvent, JobStatus
 
 log = logging.getLogger(__name__)
 
 
-def submit(
-    session: Session, settings: Settings, request: JobCreate, idempotency_key: str | None
-) -> Job:
+def submit(session: Session, settings: Settings, request: JobCreate, idempotency_key: str | None) -> Job:
     """Validate against the dataset, commit the job row, then send its id to the queue.
 
     Blocking (builds the model to check it): call from a worker thread.
@@ -111,9 +109,7 @@ def list_page(session: Session, limit: int, cursor: str | None, **filters: Any) 
 def epochs(session: Session, job_id: str) -> tuple[int, list[dict[str, Any]]]:
     job = get(session, job_id)
     rows: list[JobEpoch] = list(repository.epochs(session, job_id, job.attempt))
-    return job.attempt, [
-        {"epoch": row.epoch, **row.logs, "finished_at": row.created_at.isoformat()} for row in rows
-    ]
+    return job.attempt, [{"epoch": row.epoch, **row.logs, "finished_at": row.created_at.isoformat()} for row in rows]
 
 
 def events(session: Session, job_id: str) -> list[JobEvent]:
@@ -152,7 +148,5 @@ def _request_hash(request: JobCreate) -> str:
 
 def _same_request_or_conflict(job: Job, request_hash: str) -> Job:
     if job.request_hash != request_hash:
-        raise Conflict(
-            "this Idempotency-Key was used with a different request", detail={"job_id": job.id}
-        )
+        raise Conflict("this Idempotency-Key was used with a different request", detail={"job_id": job.id})
     return job

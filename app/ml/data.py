@@ -2,8 +2,11 @@
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from app.ml.spec import SpecError
 
 FEATURES_FILE = "features.npy"
 TARGET_FILE = "target.npy"
@@ -37,3 +40,93 @@ def one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
 def save_arrays(dataset_dir: Path, x: np.ndarray, y: np.ndarray) -> None:
     np.save(dataset_dir / FEATURES_FILE, x, allow_pickle=False)
     np.save(dataset_dir / TARGET_FILE, y, allow_pickle=False)
+
+
+@dataclass(frozen=True)
+class InputBinding:
+    """A model input: its per-sample shape and, for tabular data, the feature columns it takes."""
+
+    shape: tuple[int, ...]
+    column_indexes: list[int] | None = None
+
+
+def bind_inputs(graph_inputs: list[Any], features: dict[str, Any]) -> dict[str, InputBinding]:
+    """Map each model input to the dataset's features. Raises SpecError naming the field."""
+    dataset_shape = tuple(features["shape"])
+    columns: list[str] = features.get("columns") or []
+    bindings: dict[str, InputBinding] = {}
+    if len(graph_inputs) > 1 and any(i.columns is None for i in graph_inputs):
+        raise SpecError(
+            "model.inputs",
+            "with several inputs, each needs `columns`: the feature columns it takes",
+        )
+    for index, graph_input in enumerate(graph_inputs):
+        path = f"model.inputs[{index}]"
+        if graph_input.columns is not None:
+            if not columns:
+                raise SpecError(f"{path}.columns", "the dataset has no named columns (only tabular data has)")
+            indexes = []
+            for position, name in enumerate(graph_input.columns):
+                if name not in columns:
+                    raise SpecError(
+                        f"{path}.columns[{position}]",
+                        f"no feature column {name!r}; columns are: {', '.join(columns)}",
+                    )
+                indexes.append(columns.index(name))
+            shape: tuple[int, ...] = (len(indexes),)
+            if graph_input.shape and tuple(graph_input.shape) != shape:
+                raise SpecError(
+                    f"{path}.shape",
+                    f"{len(indexes)} columns give shape {list(shape)}, not {graph_input.shape}",
+                )
+            bindings[graph_input.name] = InputBinding(shape=shape, column_indexes=indexes)
+            continue
+        if graph_input.shape and tuple(graph_input.shape) != dataset_shape:
+            where = f"{path}.shape" if graph_input.name != "features" else "model.input_shape"
+            raise SpecError(
+                where,
+                f"the model expects samples of shape {list(graph_input.shape)} "
+                f"but the dataset's features have shape {list(dataset_shape)}",
+            )
+        bindings[graph_input.name] = InputBinding(shape=dataset_shape)
+    return bindings
+
+
+def bind_outputs(output_specs: list[Any], target: dict[str, Any]) -> dict[str, list[int] | None]:
+    """Map each model output to target columns (all of them when the model has one output)."""
+    if len(output_specs) <= 1:
+        return {spec.node: None for spec in output_specs}
+    columns: list[str] = target.get("columns") or []
+    bound: dict[str, list[int] | None] = {}
+    for index, spec in enumerate(output_specs):
+        path = f"model.outputs[{index}]"
+        if spec.columns is None:
+            raise SpecError(
+                f"{path}.columns",
+                "with several outputs, each needs `columns`: the target columns it predicts",
+            )
+        for position, name in enumerate(spec.columns):
+            if name not in columns:
+                raise SpecError(
+                    f"{path}.columns[{position}]",
+                    f"no target column {name!r}; targets are: {', '.join(columns) or 'unnamed'}",
+                )
+        bound[spec.node] = [columns.index(name) for name in spec.columns]
+    return bound
+
+
+def model_inputs(x: np.ndarray, bindings: dict[str, InputBinding]) -> Any:
+    """The features as the model takes them: the array itself (no copy) or one slice per input."""
+    if len(bindings) == 1:
+        (binding,) = bindings.values()
+        return x if binding.column_indexes is None else x[:, binding.column_indexes]
+    return {name: x[:, b.column_indexes] for name, b in bindings.items()}
+
+
+def model_targets(y: np.ndarray, outputs: dict[str, list[int] | None]) -> Any:
+    """The target as the model predicts it: whole, or the columns of each output."""
+    if len(outputs) <= 1:
+        return y
+    return {
+        name: y[:, indexes[0]] if len(indexes) == 1 else y[:, indexes] for name, indexes in outputs.items() if indexes
+    }

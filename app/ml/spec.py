@@ -1,186 +1,126 @@
 """The job spec as data: pydantic models over an allowlist of Keras classes. No Keras import here.
 
+A model is one of three forms:
+- a stack: `{"layers": [...]}` (each layer takes the previous one's output);
+- a graph: `{"inputs": [...], "layers": [... each with "name" and "inputs"], "outputs": [...]}`;
+- Keras's own JSON: `{"keras_config": model.get_config() or json.loads(model.to_json())}`,
+  checked against the same allowlist and translated into a graph (see keras_config.py).
 Every class name a user may write is a `Literal`, every argument a typed field, and unknown
-arguments are rejected (`extra="forbid"`), so nothing in a spec can name code or files.
+keys are rejected, so nothing in a spec can name code or files.
 """
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Discriminator, Field, Tag, model_validator
 
-ActivationName = Literal[
-    "linear", "relu", "relu6", "sigmoid", "hard_sigmoid", "tanh", "softmax", "log_softmax",
-    "softplus", "softsign", "elu", "selu", "gelu", "swish", "silu", "leaky_relu", "mish",
-    "exponential",
-]  # fmt: skip
-InitializerName = Literal[
-    "glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform",
-    "lecun_normal", "zeros", "ones", "random_uniform", "random_normal", "truncated_normal",
-    "orthogonal",
-]  # fmt: skip
-LossName = Literal[
-    "mean_squared_error", "mse", "mean_absolute_error", "mae", "mean_absolute_percentage_error",
-    "huber", "log_cosh", "binary_crossentropy", "categorical_crossentropy",
-    "sparse_categorical_crossentropy", "kl_divergence", "hinge", "squared_hinge", "poisson",
-]  # fmt: skip
-MetricName = Literal[
-    "accuracy", "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy",
-    "top_k_categorical_accuracy", "sparse_top_k_categorical_accuracy", "mse", "mae",
-    "mean_squared_error", "mean_absolute_error", "root_mean_squared_error", "auc", "precision",
-    "recall",
-]  # fmt: skip
-OptimizerName = Literal[
-    "sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "lion"
-]
+from app.ml.layers import LAYER_CLASSES, Layer, LayerName
+from app.ml.objects import OBJECT_TAGS, Seed, SpecModel
+from app.ml.optimization import OPTIMIZATION_TAGS, Loss, Metric, Optimizer, OptimizerName
 
-PositiveInt = Annotated[int, Field(gt=0)]
-Rate = Annotated[float, Field(ge=0.0, lt=1.0)]
+PositiveInt = Annotated[int, Field(gt=0, le=1_000_000)]
 
 
-class SpecModel(BaseModel):
-    """Base of every spec object: unknown keys are an error, never silently dropped."""
+class SpecError(ValueError):
+    """A spec that is well-formed but cannot work (shapes, sizes). `path` names the field."""
 
-    model_config = ConfigDict(extra="forbid")
-
-
-# --- regularizers -------------------------------------------------------------------------
-
-
-class L1(SpecModel):
-    type: Literal["L1"]
-    l1: float = Field(default=0.01, ge=0)
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
+        self.message = message
 
 
-class L2(SpecModel):
-    type: Literal["L2"]
-    l2: float = Field(default=0.01, ge=0)
-
-
-class L1L2(SpecModel):
-    type: Literal["L1L2"]
-    l1: float = Field(default=0.0, ge=0)
-    l2: float = Field(default=0.0, ge=0)
-
-
-Regularizer = Literal["l1", "l2", "l1_l2"] | Annotated[L1 | L2 | L1L2, Field(discriminator="type")]
-
-
-# --- layers --------------------------------------------------------------------------------
-
-
-class LayerBase(SpecModel):
-    name: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
-
-
-class Dense(LayerBase):
-    type: Literal["Dense"]
-    units: PositiveInt = Field(le=1_000_000)
-    activation: ActivationName | None = None
-    use_bias: bool = True
-    kernel_initializer: InitializerName = "glorot_uniform"
-    bias_initializer: InitializerName = "zeros"
-    kernel_regularizer: Regularizer | None = None
-    bias_regularizer: Regularizer | None = None
-    activity_regularizer: Regularizer | None = None
-    # Accepted for textbook compatibility (`Dense(64, input_dim=100)`); only on the first layer.
-    input_dim: PositiveInt | None = None
-    input_shape: list[PositiveInt] | None = Field(default=None, min_length=1, max_length=4)
-
-
-class Activation(LayerBase):
-    type: Literal["Activation"]
-    activation: ActivationName
-
-
-class Dropout(LayerBase):
-    type: Literal["Dropout"]
-    rate: Rate
-    seed: int | None = None
-
-
-class Flatten(LayerBase):
-    type: Literal["Flatten"]
-
-
-class BatchNormalization(LayerBase):
-    type: Literal["BatchNormalization"]
-    axis: int = -1
-    momentum: float = Field(default=0.99, gt=0, lt=1)
-    epsilon: float = Field(default=0.001, gt=0)
-    center: bool = True
-    scale: bool = True
-
-
-LayerSpec = Dense | Activation | Dropout | Flatten | BatchNormalization
-Layer = Annotated[LayerSpec, Field(discriminator="type")]
-LAYER_TYPES = ("Dense", "Activation", "Dropout", "Flatten", "BatchNormalization")
+Shape = Annotated[list[PositiveInt], Field(min_length=1, max_length=5)]
+MAX_LAYERS = 500
 
 
 class SequentialModel(SpecModel):
     """A stack of layers; the input shape comes from the dataset unless given."""
 
-    layers: list[Layer] = Field(min_length=1, max_length=200)
-    input_shape: list[PositiveInt] | None = Field(default=None, min_length=1, max_length=4)
+    layers: list[Layer] = Field(min_length=1, max_length=MAX_LAYERS)
+    input_shape: Shape | None = None
 
 
-# --- optimizers ------------------------------------------------------------------------------
+class GraphInput(SpecModel):
+    name: LayerName
+    shape: Shape | None = Field(default=None, description="Per-sample shape; default: the dataset's.")
+    columns: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="Tabular datasets: the feature columns this input takes.",
+    )
 
 
-class OptimizerBase(SpecModel):
-    learning_rate: float = Field(default=0.001, gt=0, le=10)
-    clipnorm: float | None = Field(default=None, gt=0)
-    clipvalue: float | None = Field(default=None, gt=0)
-    global_clipnorm: float | None = Field(default=None, gt=0)
+class GraphOutput(SpecModel):
+    node: LayerName
+    columns: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="Several outputs: the target columns this one predicts.",
+    )
 
 
-class SGD(OptimizerBase):
-    type: Literal["SGD"]
-    learning_rate: float = Field(default=0.01, gt=0, le=10)
-    momentum: float = Field(default=0.0, ge=0, lt=1)
-    nesterov: bool = False
+class FunctionalModel(SpecModel):
+    """A graph: named inputs, layers that name the nodes they are called on, named outputs.
+
+    A layer without `inputs` takes the node just before it; `{"type": "Call", "layer": <name>}`
+    calls an earlier layer again with shared weights.
+    """
+
+    inputs: list[GraphInput] = Field(min_length=1, max_length=16)
+    layers: list[Layer] = Field(min_length=1, max_length=MAX_LAYERS)
+    outputs: list[LayerName | GraphOutput] = Field(min_length=1, max_length=16)
+
+    @property
+    def output_specs(self) -> list[GraphOutput]:
+        return [GraphOutput(node=o) if isinstance(o, str) else o for o in self.outputs]
 
 
-class Adam(OptimizerBase):
-    type: Literal["Adam"]
-    beta_1: float = Field(default=0.9, ge=0, lt=1)
-    beta_2: float = Field(default=0.999, ge=0, lt=1)
-    epsilon: float = Field(default=1e-7, gt=0)
-    amsgrad: bool = False
+class KerasConfigModel(SpecModel):
+    """Keras's own model JSON; translated (and checked) into a FunctionalModel on validation."""
+
+    keras_config: dict[str, Any]
+    _translated: "FunctionalModel | None" = None
+
+    @model_validator(mode="after")
+    def _translate(self) -> "KerasConfigModel":
+        from app.ml.keras_config import translate  # pure data translation, no Keras import
+
+        self._translated = translate(self.keras_config)
+        return self
+
+    @property
+    def graph(self) -> FunctionalModel:
+        assert self._translated is not None
+        return self._translated
 
 
-class AdamW(OptimizerBase):
-    type: Literal["AdamW"]
-    weight_decay: float = Field(default=0.004, ge=0)
-    beta_1: float = Field(default=0.9, ge=0, lt=1)
-    beta_2: float = Field(default=0.999, ge=0, lt=1)
-    epsilon: float = Field(default=1e-7, gt=0)
+def _model_form(value: Any) -> str:
+    if isinstance(value, dict):
+        if "keras_config" in value:
+            return "keras_config"
+        if "inputs" in value or "outputs" in value:
+            return "graph"
+        return "stack"
+    return (
+        "keras_config"
+        if isinstance(value, KerasConfigModel)
+        else ("graph" if isinstance(value, FunctionalModel) else "stack")
+    )
 
 
-class RMSprop(OptimizerBase):
-    type: Literal["RMSprop"]
-    rho: float = Field(default=0.9, ge=0, lt=1)
-    momentum: float = Field(default=0.0, ge=0, lt=1)
-    epsilon: float = Field(default=1e-7, gt=0)
-    centered: bool = False
-
-
-class Adagrad(OptimizerBase):
-    type: Literal["Adagrad"]
-    initial_accumulator_value: float = Field(default=0.1, ge=0)
-    epsilon: float = Field(default=1e-7, gt=0)
-
-
-Optimizer = Annotated[SGD | Adam | AdamW | RMSprop | Adagrad, Field(discriminator="type")]
-OPTIMIZER_TYPES = ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad")
+ModelSpec = Annotated[
+    Annotated[SequentialModel, Tag("stack")]
+    | Annotated[FunctionalModel, Tag("graph")]
+    | Annotated[KerasConfigModel, Tag("keras_config")],
+    Discriminator(_model_form),
+]
 
 
 class CompileSpec(SpecModel):
     optimizer: OptimizerName | Optimizer = "adam"
-    loss: LossName
-    metrics: list[MetricName] = Field(default_factory=list, max_length=20)
-
-
-# --- fit ----------------------------------------------------------------------------------------
+    loss: Loss | dict[LayerName, Loss]
+    loss_weights: dict[LayerName, Annotated[float, Field(ge=0)]] | None = None
+    metrics: list[Metric] | dict[LayerName, list[Metric]] = Field(default_factory=list)
 
 
 class EarlyStopping(SpecModel):
@@ -189,6 +129,17 @@ class EarlyStopping(SpecModel):
     min_delta: float = Field(default=0.0, ge=0)
     mode: Literal["auto", "min", "max"] = "auto"
     restore_best_weights: bool = False
+    start_from_epoch: int = Field(default=0, ge=0)
+
+
+class ReduceLROnPlateau(SpecModel):
+    monitor: str = Field(default="val_loss", pattern=r"^[a-z_0-9]{1,64}$")
+    factor: float = Field(default=0.1, gt=0, lt=1)
+    patience: int = Field(default=10, ge=0, le=10_000)
+    min_delta: float = Field(default=0.0001, ge=0)
+    cooldown: int = Field(default=0, ge=0)
+    min_lr: float = Field(default=0.0, ge=0)
+    mode: Literal["auto", "min", "max"] = "auto"
 
 
 class FitSpec(SpecModel):
@@ -196,23 +147,27 @@ class FitSpec(SpecModel):
     batch_size: int = Field(default=32, ge=1, le=1 << 16)
     validation_split: float = Field(default=0.0, ge=0.0, lt=1.0)
     shuffle: bool = True
-    seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    seed: Seed | None = None
+    class_weight: dict[int, Annotated[float, Field(gt=0)]] | None = None
     early_stopping: EarlyStopping | None = None
+    reduce_lr_on_plateau: ReduceLROnPlateau | None = None
     steps_per_execution: int = Field(default=1, ge=1, le=1024)
 
 
 class TrainingSpec(SpecModel):
-    """What the worker needs to build and train a model: stored verbatim on the job."""
+    """What the worker needs to build and train a model: stored on the job in graph or stack
+    form (a `keras_config` is stored as the graph it was translated into)."""
 
-    model: SequentialModel
+    model: ModelSpec
     compile: CompileSpec
     fit: FitSpec = Field(default_factory=FitSpec)
 
+    @model_validator(mode="after")
+    def _store_keras_config_as_graph(self) -> "TrainingSpec":
+        if isinstance(self.model, KerasConfigModel):
+            self.model = self.model.graph
+        return self
+
 
 # Tags pydantic inserts into error locations of discriminated unions; error paths drop them.
-UNION_TAGS = frozenset({*LAYER_TYPES, *OPTIMIZER_TYPES, "L1", "L2", "L1L2"})
-
-
-def layer_kwargs(layer: SpecModel) -> dict[str, Any]:
-    """Constructor arguments of a layer spec, without `type` and unset optional values."""
-    return layer.model_dump(exclude={"type", "input_dim", "input_shape"}, exclude_none=True)
+UNION_TAGS = frozenset({*LAYER_CLASSES, *OBJECT_TAGS, *OPTIMIZATION_TAGS, "stack", "graph", "keras_config"})

@@ -4,16 +4,21 @@ import math
 import os
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 
-from app.ml.builder import build_model, input_shape_for
-from app.ml.data import load_arrays
+from app.ml.builder import as_graph, build_model
+from app.ml.data import bind_inputs, bind_outputs, load_arrays, model_inputs, model_targets
 from app.ml.spec import TrainingSpec
+from app.ml.validation import loss_name
+
+# Normalization layers are adapted on at most this many rows (mean and variance converge fast).
+ADAPT_ROWS = 100_000
 
 EpochHook = Callable[[int, dict[str, float | str]], None]
 
@@ -64,32 +69,50 @@ class TrainingResult:
 def train(
     spec: TrainingSpec,
     dataset_dir: Path,
-    feature_shape: Sequence[int],
-    n_classes: int | None,
+    features: dict[str, Any],
+    target: dict[str, Any],
     progress: ProgressCallback,
 ) -> TrainingResult:
-    """Build the model from `spec` and fit it on the dataset stored in `dataset_dir`."""
+    """Build the model from `spec` and fit it on the dataset stored in `dataset_dir`.
+
+    Args:
+        features: the dataset's feature schema (shape, columns); target: its target schema.
+    """
     if spec.fit.seed is not None:
         keras.utils.set_random_seed(spec.fit.seed)
-    arrays = load_arrays(dataset_dir, spec.compile.loss, n_classes)
-    model = build_model(spec, input_shape_for(spec.model, feature_shape))
-    callbacks: list[keras.callbacks.Callback] = [progress]
-    if spec.fit.early_stopping is not None:
-        callbacks.append(keras.callbacks.EarlyStopping(**spec.fit.early_stopping.model_dump()))
-    history = model.fit(
-        arrays.x,
-        arrays.y,
+    graph = as_graph(spec.model)
+    inputs = bind_inputs(graph.inputs, features)
+    outputs = bind_outputs(graph.output_specs, target) if graph.outputs else {}
+    built = build_model(spec, {name: binding.shape for name, binding in inputs.items()})
+    arrays = load_arrays(dataset_dir, loss_name(spec), target.get("n_classes") if len(outputs) <= 1 else None)
+    x = model_inputs(arrays.x, inputs)
+    y = model_targets(arrays.y, outputs)
+    for layer, input_name in built.to_adapt:
+        source = x[input_name] if isinstance(x, dict) else x
+        layer.adapt(np.asarray(source[:ADAPT_ROWS]))
+    history = built.model.fit(
+        x,
+        y,
         epochs=spec.fit.epochs,
         batch_size=spec.fit.batch_size,
         validation_split=spec.fit.validation_split,
         shuffle=spec.fit.shuffle,
-        callbacks=callbacks,
+        class_weight=spec.fit.class_weight,
+        callbacks=[progress, *_fit_callbacks(spec)],
         verbose=0,
     )
+    model = built.model
     logs = {name: values[-1] for name, values in history.history.items() if values}
-    return TrainingResult(
-        model=model, epochs_run=len(history.epoch), final_logs=finite_floats(logs)
-    )
+    return TrainingResult(model=model, epochs_run=len(history.epoch), final_logs=finite_floats(logs))
+
+
+def _fit_callbacks(spec: TrainingSpec) -> list[keras.callbacks.Callback]:
+    callbacks: list[keras.callbacks.Callback] = []
+    if spec.fit.early_stopping is not None:
+        callbacks.append(keras.callbacks.EarlyStopping(**spec.fit.early_stopping.model_dump()))
+    if spec.fit.reduce_lr_on_plateau is not None:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(**spec.fit.reduce_lr_on_plateau.model_dump()))
+    return callbacks
 
 
 def save_atomically(model: keras.Model, path: Path) -> None:

@@ -1,42 +1,43 @@
 """Check a spec against a dataset before queueing: shapes, loss vs labels, model size."""
 
-from collections.abc import Sequence
 from typing import Any
 
-from app.ml.builder import SpecError, build_model, count_params, input_shape_for
-from app.ml.spec import Dense, TrainingSpec
+from app.ml.builder import as_graph, build_model
+from app.ml.data import bind_inputs, bind_outputs
+from app.ml.layers import Dense
+from app.ml.objects import SpecModel
+from app.ml.spec import SpecError, TrainingSpec
 
-CLASS_INDEX_LOSSES = ("sparse_categorical_crossentropy",)
+CLASS_INDEX_LOSSES = ("sparse_categorical_crossentropy", "SparseCategoricalCrossentropy")
+ONE_HOT_LOSSES = ("categorical_crossentropy", "CategoricalCrossentropy")
 
 
-def check_against_dataset(
-    spec: TrainingSpec, features: dict[str, Any], target: dict[str, Any], max_params: int
-) -> int:
+def check_against_dataset(spec: TrainingSpec, features: dict[str, Any], target: dict[str, Any], max_params: int) -> int:
     """Raise SpecError if the spec cannot train on this dataset; return the parameter count.
 
     Builds the model (Keras, no data): call it off the event loop.
     """
-    feature_shape: Sequence[int] = features["shape"]
-    input_shape = input_shape_for(spec.model, feature_shape)
-    if list(input_shape) != list(feature_shape):
-        raise SpecError(
-            "model.input_shape",
-            f"the model expects samples of shape {list(input_shape)} but the dataset's features "
-            f"have shape {list(feature_shape)}",
-        )
-    _check_loss_fits_target(spec, target)
-    model = build_model(spec, input_shape)
-    params = count_params(model)
-    if params > max_params:
-        raise SpecError(
-            "model", f"the model has {params:,} parameters, over the limit of {max_params:,}"
-        )
-    _check_output_fits_target(spec, model.outputs[0].shape, target)
-    return params
+    graph = as_graph(spec.model)
+    inputs = bind_inputs(graph.inputs, features)
+    outputs = bind_outputs(graph.output_specs, target) if graph.outputs else {}
+    single_output = len(outputs) <= 1
+    if single_output:
+        _check_loss_fits_target(spec, target)
+    built = build_model(spec, {name: b.shape for name, b in inputs.items()}, max_params)
+    if single_output:
+        _check_output_fits_target(spec, built.model.outputs[0].shape, target)
+    return int(built.model.count_params())
+
+
+def loss_name(spec: TrainingSpec) -> str:
+    loss = spec.compile.loss
+    if isinstance(loss, SpecModel):
+        return str(loss.type)  # type: ignore[attr-defined]
+    return loss if isinstance(loss, str) else ""
 
 
 def _check_loss_fits_target(spec: TrainingSpec, target: dict[str, Any]) -> None:
-    loss = spec.compile.loss
+    loss = loss_name(spec)
     is_class_index = target.get("classes") is not None and target["shape"] == []
     if loss in CLASS_INDEX_LOSSES and not is_class_index:
         raise SpecError(
@@ -44,32 +45,37 @@ def _check_loss_fits_target(spec: TrainingSpec, target: dict[str, Any]) -> None:
             f"{loss} needs integer class labels, but the dataset's target has dtype "
             f"{target['dtype']} and shape {target['shape']}; use a regression loss such as 'mse'",
         )
-    if loss == "categorical_crossentropy" and target["shape"] == [] and not is_class_index:
+    if loss in ONE_HOT_LOSSES and target["shape"] == [] and not is_class_index:
         raise SpecError(
             "compile.loss",
-            "categorical_crossentropy needs class labels (one-hot or integer), but the target is "
+            f"{loss} needs class labels (one-hot or integer), but the target is "
             f"continuous ({target['dtype']}); use a regression loss such as 'mse'",
         )
 
 
-def _check_output_fits_target(
-    spec: TrainingSpec, output_shape: Sequence[int | None], target: dict[str, Any]
-) -> None:
-    last = len(spec.model.layers) - 1
-    path = f"model.layers[{last}]" + (
-        ".units" if isinstance(spec.model.layers[last], Dense) else ""
-    )
+def _check_output_fits_target(spec: TrainingSpec, output_shape: Any, target: dict[str, Any]) -> None:
+    graph = as_graph(spec.model)
+    layers = graph.layers
+    output_node = graph.output_specs[0].node if graph.outputs else None
+    names = [layer.name for layer in layers]
+    last = names.index(output_node) if output_node is not None and output_node in names else len(layers) - 1
+    path = f"model.layers[{last}]" + (".units" if isinstance(layers[last], Dense) else "")
     units = output_shape[-1]
-    loss = spec.compile.loss
+    loss = loss_name(spec)
     n_classes = target.get("n_classes")
-    if loss in (*CLASS_INDEX_LOSSES, "categorical_crossentropy") and target["shape"] == []:
+    if loss in (*CLASS_INDEX_LOSSES, *ONE_HOT_LOSSES) and target["shape"] == []:
         if n_classes is not None and units != n_classes:
             raise SpecError(
                 path,
-                f"the output layer has {units} units but the labels have {n_classes} classes; "
-                f"use {n_classes} units",
+                f"the output layer has {units} units but the labels have {n_classes} classes; use {n_classes} units",
             )
         return
+    if len(output_shape) != len(target["shape"]) + 1 and not (len(output_shape) == 2 and target["shape"] == []):
+        raise SpecError(
+            path,
+            f"the model outputs shape {list(output_shape[1:])} per sample but the target has shape "
+            f"{target['shape'] or [1]}; flatten or pool before the output layer",
+        )
     wanted = target["shape"][-1] if target["shape"] else 1
     if units != wanted:
         raise SpecError(

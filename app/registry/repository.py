@@ -19,9 +19,7 @@ def model_names(session: Session) -> Sequence[tuple[str, int]]:
 
 
 def versions(session: Session, name: str) -> Sequence[ModelVersion]:
-    query = (
-        select(ModelVersion).where(ModelVersion.name == name).order_by(ModelVersion.version.desc())
-    )
+    query = select(ModelVersion).where(ModelVersion.name == name).order_by(ModelVersion.version.desc())
     return session.scalars(query).all()
 
 
@@ -31,12 +29,7 @@ def get_version(session: Session, name: str, version: int) -> ModelVersion | Non
 
 
 def latest_version(session: Session, name: str) -> ModelVersion | None:
-    query = (
-        select(ModelVersion)
-        .where(ModelVersion.name == name)
-        .order_by(ModelVersion.version.desc())
-        .limit(1)
-    )
+    query = select(ModelVersion).where(ModelVersion.name == name).order_by(ModelVersion.version.desc()).limit(1)
     return session.scalars(query).first()
 
 

@@ -20,9 +20,7 @@ class ModelList(BaseModel):
 class VersionStatus(BaseModel):
     version: str
     state: str = "AVAILABLE"
-    status: dict[str, str] = Field(
-        default_factory=lambda: {"error_code": "OK", "error_message": ""}
-    )
+    status: dict[str, str] = Field(default_factory=lambda: {"error_code": "OK", "error_message": ""})
     job_id: str
     created_at: str
     metrics: dict[str, Any]

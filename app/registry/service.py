@@ -23,9 +23,7 @@ def list_models(session: Session) -> list[ModelSummary]:
     ]
 
 
-def resolve(
-    session: Session, name: str, version: int | None = None, label: str | None = None
-) -> ModelVersion:
+def resolve(session: Session, name: str, version: int | None = None, label: str | None = None) -> ModelVersion:
     """The version a URL names: explicit, by label, or the latest. NotFound otherwise."""
     if label is not None:
         labelled = repository.label_version(session, name, label)
@@ -33,9 +31,7 @@ def resolve(
             raise NotFound(f"model {name!r} has no label {label!r}")
         version = labelled
     found = (
-        repository.latest_version(session, name)
-        if version is None
-        else repository.get_version(session, name, version)
+        repository.latest_version(session, name) if version is None else repository.get_version(session, name, version)
     )
     if found is None:
         what = f"version {version} of model {name!r}" if version is not None else f"model {name!r}"
@@ -43,9 +39,7 @@ def resolve(
     return found
 
 
-def versions(
-    session: Session, name: str, version: int | None = None, label: str | None = None
-) -> list[ModelVersion]:
+def versions(session: Session, name: str, version: int | None = None, label: str | None = None) -> list[ModelVersion]:
     """All versions of `name` (newest first), or the one a version or label names."""
     if version is not None or label is not None:
         return [resolve(session, name, version, label)]

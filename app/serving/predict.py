@@ -20,9 +20,7 @@ class LoadedModel:
     def __init__(self, path: Path, input_shape: list[int], input_dtype: str) -> None:
         self.model = keras.saving.load_model(path, safe_mode=True, compile=False)
         self.input_shape = tuple(input_shape)
-        self.input_dtype = (
-            input_dtype if input_dtype in ("float16", "float32", "float64") else "float32"
-        )
+        self.input_dtype = input_dtype if input_dtype in ("float16", "float32", "float64") else "float32"
         # Warm-up: the first call traces and compiles; do it before serving traffic.
         self.predict(np.zeros((1, *self.input_shape), dtype=self.input_dtype))
 
@@ -39,13 +37,9 @@ def rows_to_array(instances: Any, input_shape: tuple[int, ...], dtype: str) -> n
     try:
         array = np.asarray(instances, dtype=dtype)
     except (ValueError, TypeError) as exc:
-        raise PredictInputError(
-            f"instances must be numbers in rows of equal length: {exc}"
-        ) from exc
+        raise PredictInputError(f"instances must be numbers in rows of equal length: {exc}") from exc
     if array.shape[1:] != input_shape:
-        raise PredictInputError(
-            f"each instance must have shape {list(input_shape)}, got {list(array.shape[1:])}"
-        )
+        raise PredictInputError(f"each instance must have shape {list(input_shape)}, got {list(array.shape[1:])}")
     return array
 
 

@@ -32,21 +32,13 @@ def test_a_chunked_upload_over_the_limit_is_refused_while_streaming(server: Serv
 
 
 def test_a_job_survives_its_embedded_worker_being_killed(server: Server) -> None:
-    upload = httpx.post(
-        f"{server.url}/v1/datasets", files={"file": ("d.csv", csv_bytes(rows=2048))}
-    )
-    request = job_request(
-        upload.json()["id"], register_as="embedded-survivor", fit={"epochs": 40, "batch_size": 8}
-    )
+    upload = httpx.post(f"{server.url}/v1/datasets", files={"file": ("d.csv", csv_bytes(rows=2048))})
+    request = job_request(upload.json()["id"], register_as="embedded-survivor", fit={"epochs": 40, "batch_size": 8})
     job = httpx.post(f"{server.url}/v1/jobs", json=request).json()
 
     def running() -> dict | None:
         current = httpx.get(f"{server.url}/v1/jobs/{job['id']}").json()
-        return (
-            current
-            if current["status"] == "running" and current["progress"]["epoch"] >= 1
-            else None
-        )
+        return current if current["status"] == "running" and current["progress"]["epoch"] >= 1 else None
 
     worker = wait_for(running, timeout=60, what="the job to be running")["worker"]
     os.kill(int(worker.rsplit(":", 1)[1]), signal.SIGKILL)

@@ -17,16 +17,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def quickstart_script() -> str:
     readme = (ROOT / "README.md").read_text()
-    block = re.search(
-        r"<!-- quickstart:begin -->\n```bash\n(.*?)```\n<!-- quickstart:end -->", readme, re.S
-    )
+    block = re.search(r"<!-- quickstart:begin -->\n```bash\n(.*?)```\n<!-- quickstart:end -->", readme, re.S)
     assert block, "README.md lost its quickstart block"
     return block.group(1)
 
 
-def test_the_readme_quickstart_trains_the_classic_example_and_predicts(
-    server: Server, tmp_path: Path
-) -> None:
+def test_the_readme_quickstart_trains_the_classic_example_and_predicts(server: Server, tmp_path: Path) -> None:
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
     script = quickstart_script().replace("http://127.0.0.1:8000", server.url)
     script = script.replace(".venv/bin/python", sys.executable)

@@ -39,9 +39,7 @@ def production_settings(postgres_url: str, tmp_path_factory: pytest.TempPathFact
 
 
 @pytest.fixture(scope="session")
-def worker(
-    production_settings: Settings, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[TrainyardProcess]:
+def worker(production_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrainyardProcess]:
     log_path = Path(tmp_path_factory.mktemp("logs")) / "worker.log"
     process = TrainyardProcess(["worker", "--concurrency", "1"], production_settings, log_path)
     try:

@@ -43,9 +43,7 @@ def wait_final(api: TestClient, job_id: str, timeout: float = 90) -> dict[str, A
 
 
 def test_upload_train_poll_and_predict(api: TestClient, worker: TrainyardProcess) -> None:
-    job = submit(
-        api, upload(api), name="flow", register_as="flow-model", fit={"epochs": 4, "batch_size": 16}
-    )
+    job = submit(api, upload(api), name="flow", register_as="flow-model", fit={"epochs": 4, "batch_size": 16})
     done = wait_final(api, job["id"])
     assert done["status"] == "succeeded", done["error"]
     assert done["progress"] == {"epoch": 4, "epochs": 4}
@@ -55,9 +53,7 @@ def test_upload_train_poll_and_predict(api: TestClient, worker: TrainyardProcess
 
     status = api.get("/v1/models/flow-model").json()["model_version_status"]
     assert status[0]["version"] == "1" and status[0]["state"] == "AVAILABLE"
-    predictions = api.post(
-        "/v1/models/flow-model:predict", json={"instances": [[0.1, 0.2, 0.3, 0.4]] * 2}
-    )
+    predictions = api.post("/v1/models/flow-model:predict", json={"instances": [[0.1, 0.2, 0.3, 0.4]] * 2})
     assert predictions.status_code == 200
     rows = predictions.json()["predictions"]
     assert len(rows) == 2 and len(rows[0]) == 3 and abs(sum(rows[0]) - 1) < 1e-4
@@ -66,9 +62,7 @@ def test_upload_train_poll_and_predict(api: TestClient, worker: TrainyardProcess
     assert f"job={job['id']}" in worker.log()  # the worker's lines carry the job id
 
 
-def test_a_second_training_run_registers_the_next_version(
-    api: TestClient, worker: TrainyardProcess
-) -> None:
+def test_a_second_training_run_registers_the_next_version(api: TestClient, worker: TrainyardProcess) -> None:
     dataset_id = upload(api)
     versions = []
     for _ in range(2):
@@ -77,18 +71,12 @@ def test_a_second_training_run_registers_the_next_version(
     assert versions == [1, 2]
     assert api.put("/v1/models/versioned/labels/production", json={"version": 1}).status_code == 200
     assert api.get("/v1/models").json()["items"][-1]["labels"] == {"production": 1}
-    by_label = api.post(
-        "/v1/models/versioned/labels/production:predict", json={"instances": [[0, 0, 0, 0]]}
-    )
+    by_label = api.post("/v1/models/versioned/labels/production:predict", json={"instances": [[0, 0, 0, 0]]})
     assert by_label.status_code == 200
 
 
-def test_cancelling_a_running_job_stops_it_and_registers_nothing(
-    api: TestClient, worker: TrainyardProcess
-) -> None:
-    job = submit(
-        api, upload(api, rows=4096), register_as="never", fit={"epochs": 500, "batch_size": 8}
-    )
+def test_cancelling_a_running_job_stops_it_and_registers_nothing(api: TestClient, worker: TrainyardProcess) -> None:
+    job = submit(api, upload(api, rows=4096), register_as="never", fit={"epochs": 500, "batch_size": 8})
     wait_until(api, job["id"], lambda j: j["status"] == "running" and j["progress"]["epoch"] >= 1)
     assert api.post(f"/v1/jobs/{job['id']}/cancel").status_code == 202
     done = wait_final(api, job["id"], timeout=10)
@@ -124,12 +112,8 @@ def test_a_duplicate_delivery_does_nothing(
 
 
 def test_a_killed_worker_process_loses_no_job(api: TestClient, worker: TrainyardProcess) -> None:
-    job = submit(
-        api, upload(api, rows=2048), register_as="survivor", fit={"epochs": 30, "batch_size": 8}
-    )
-    running = wait_until(
-        api, job["id"], lambda j: j["status"] == "running" and j["progress"]["epoch"] >= 1
-    )
+    job = submit(api, upload(api, rows=2048), register_as="survivor", fit={"epochs": 30, "batch_size": 8})
+    running = wait_until(api, job["id"], lambda j: j["status"] == "running" and j["progress"]["epoch"] >= 1)
     child_pid = int(running["worker"].rsplit(":", 1)[1])
     os.kill(child_pid, signal.SIGKILL)  # the training process dies mid-job (OOM killer, say)
     done = wait_final(api, job["id"], timeout=180)

@@ -29,17 +29,13 @@ def imported_modules(package: Path) -> dict[Path, set[str]]:
 
 def test_every_setting_is_documented_in_the_readme() -> None:
     readme = (ROOT / "README.md").read_text()
-    missing = [
-        name for name in Settings.model_fields if f"`TRAINYARD_{name.upper()}`" not in readme
-    ]
+    missing = [name for name in Settings.model_fields if f"`TRAINYARD_{name.upper()}`" not in readme]
     assert missing == []
 
 
 def test_app_ml_imports_no_other_project_module() -> None:
     for path, names in imported_modules(ROOT / "app" / "ml").items():
-        outside = {
-            n for n in names if n.startswith(("app.", "workers")) and not n.startswith("app.ml")
-        }
+        outside = {n for n in names if n.startswith(("app.", "workers")) and not n.startswith("app.ml")}
         assert outside == set(), path
 
 
@@ -57,9 +53,7 @@ def test_keras_is_imported_only_by_ml_and_serving() -> None:
 def test_the_worker_parent_process_does_not_import_tensorflow() -> None:
     # TensorFlow imported before the prefork pool forks makes the child's TF calls hang.
     code = "import sys, workers.tasks; print(sorted({'keras', 'tensorflow'} & set(sys.modules)))"
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
-    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert result.stdout.strip() == "[]"
 
 
@@ -80,9 +74,7 @@ def test_compose_has_the_production_topology_and_a_gpu_worker() -> None:
     assert "training.gpu" in gpu["command"]
 
 
-@pytest.mark.skipif(
-    shutil.which("docker-compose") is None, reason="docker-compose is not installed"
-)
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose is not installed")
 def test_docker_compose_accepts_the_file() -> None:
     for profile in ([], ["--profile", "gpu"]):
         result = subprocess.run(

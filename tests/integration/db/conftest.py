@@ -52,9 +52,7 @@ def session(request: pytest.FixtureRequest) -> Iterator[Session]:
         engine = get_engine(request.getfixturevalue("repository_postgres_url"))
     with engine.connect() as connection:
         outer = connection.begin()
-        db_session = Session(
-            bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
-        )
+        db_session = Session(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
         try:
             yield db_session
         finally:

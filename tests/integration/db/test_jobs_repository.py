@@ -61,16 +61,8 @@ def test_a_running_job_with_an_expired_lease_can_be_reclaimed(session: Session) 
 
 
 def test_no_claim_past_max_attempts_or_after_a_cancel(session: Session) -> None:
-    assert (
-        repository.claim(session, make_job(session, attempt=3).id, "w", LEASE, max_attempts=3)
-        is None
-    )
-    assert (
-        repository.claim(
-            session, make_job(session, cancel_requested=True).id, "w", LEASE, max_attempts=3
-        )
-        is None
-    )
+    assert repository.claim(session, make_job(session, attempt=3).id, "w", LEASE, max_attempts=3) is None
+    assert repository.claim(session, make_job(session, cancel_requested=True).id, "w", LEASE, max_attempts=3) is None
 
 
 def test_the_heartbeat_reports_cancel_and_loss(session: Session) -> None:
@@ -89,9 +81,7 @@ def test_success_registers_increasing_versions_per_name(session: Session) -> Non
     for _ in range(2):
         job = repository.claim(session, make_job(session).id, "w", LEASE, max_attempts=3)
         assert job is not None
-        registered = repository.succeed_and_register(
-            session, job, "a/model.keras", {"inputs": []}, {"loss": 0.1}
-        )
+        registered = repository.succeed_and_register(session, job, "a/model.keras", {"inputs": []}, {"loss": 0.1})
         assert registered is not None
         versions.append(registered.version)
     assert versions == [1, 2]
@@ -103,9 +93,7 @@ def test_a_cancel_wins_over_a_late_success(session: Session) -> None:
     repository.request_cancel(session, job)
     session.commit()
     assert repository.succeed_and_register(session, job, "a/model.keras", {}, {}) is None
-    assert (
-        repository.get(session, job.id).status == JobStatus.RUNNING
-    )  # the worker then ends it cancelled
+    assert repository.get(session, job.id).status == JobStatus.RUNNING  # the worker then ends it cancelled
 
 
 def test_epochs_are_kept_per_attempt(session: Session) -> None:

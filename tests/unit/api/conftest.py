@@ -20,8 +20,6 @@ def client(settings: Settings) -> Iterator[TestClient]:
 
 @pytest.fixture
 def dataset_id(client: TestClient) -> str:
-    response = client.post(
-        "/v1/datasets", files={"file": ("d.csv", csv_bytes())}, data={"name": "tiny"}
-    )
+    response = client.post("/v1/datasets", files={"file": ("d.csv", csv_bytes())}, data={"name": "tiny"})
     assert response.status_code == 201, response.text
     return str(response.json()["id"])

@@ -19,9 +19,7 @@ def test_an_unknown_dataset_is_a_404(client: TestClient) -> None:
     assert "does not exist" in response.json()["error"]
 
 
-def test_a_bad_field_is_a_422_with_its_path_and_nothing_is_stored(
-    client: TestClient, dataset_id: str
-) -> None:
+def test_a_bad_field_is_a_422_with_its_path_and_nothing_is_stored(client: TestClient, dataset_id: str) -> None:
     layers = mlp_layers()
     layers[0]["units"] = -1
     response = client.post("/v1/jobs", json=job_request(dataset_id, model={"layers": layers}))
@@ -30,16 +28,10 @@ def test_a_bad_field_is_a_422_with_its_path_and_nothing_is_stored(
     assert client.get("/v1/jobs").json()["items"] == []
 
 
-def test_a_spec_that_does_not_fit_the_dataset_is_a_422_before_queueing(
-    client: TestClient, dataset_id: str
-) -> None:
-    response = client.post(
-        "/v1/jobs", json=job_request(dataset_id, model={"layers": mlp_layers(classes=5)})
-    )
+def test_a_spec_that_does_not_fit_the_dataset_is_a_422_before_queueing(client: TestClient, dataset_id: str) -> None:
+    response = client.post("/v1/jobs", json=job_request(dataset_id, model={"layers": mlp_layers(classes=5)}))
     assert response.status_code == 422
-    assert response.json()["error"].startswith(
-        "model.layers[1].units: the output layer has 5 units"
-    )
+    assert response.json()["error"].startswith("model.layers[1].units: the output layer has 5 units")
     assert client.get("/v1/jobs").json()["items"] == []
 
 
@@ -72,9 +64,7 @@ def test_jobs_are_filtered_by_status_and_name(client: TestClient, dataset_id: st
     client.post(f"/v1/jobs/{a['id']}/cancel")
     cancelled = client.get("/v1/jobs", params={"status": "cancelled"}).json()["items"]
     assert [j["name"] for j in cancelled] == ["a"]
-    assert [j["name"] for j in client.get("/v1/jobs", params={"name": "b"}).json()["items"]] == [
-        "b"
-    ]
+    assert [j["name"] for j in client.get("/v1/jobs", params={"name": "b"}).json()["items"]] == ["b"]
 
 
 def test_an_unknown_job_is_a_404_in_the_error_shape(client: TestClient) -> None:

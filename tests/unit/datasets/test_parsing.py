@@ -18,9 +18,7 @@ def write(tmp_path: Path, name: str, data: bytes) -> Path:
 
 
 def test_a_numeric_csv_becomes_float_features_and_integer_classes(tmp_path: Path) -> None:
-    parsed = parse_csv(
-        write(tmp_path, "d.csv", csv_bytes(rows=20, features=4, classes=3)), target=None
-    )
+    parsed = parse_csv(write(tmp_path, "d.csv", csv_bytes(rows=20, features=4, classes=3)), target=None)
     assert parsed.x.shape == (20, 4) and parsed.x.dtype == np.float32
     assert parsed.features == {
         "shape": [4],
@@ -52,17 +50,13 @@ def test_a_ragged_row_is_reported_with_its_line_number(tmp_path: Path) -> None:
 
 def test_an_empty_cell_names_its_column_and_row(tmp_path: Path) -> None:
     path = write(tmp_path, "d.csv", b"a,b,label\n1,2,0\n3,,1\n")
-    with pytest.raises(
-        DatasetError, match=r"column 'b' has an empty or NaN value at data row 2 \(line 3"
-    ):
+    with pytest.raises(DatasetError, match=r"column 'b' has an empty or NaN value at data row 2 \(line 3"):
         parse_csv(path, target=None)
 
 
 def test_a_text_feature_column_names_the_first_offending_value(tmp_path: Path) -> None:
     path = write(tmp_path, "d.csv", b"a,colour,label\n1,2,0\n3,red,1\n")
-    with pytest.raises(
-        DatasetError, match=r"column 'colour' holds text \(data row 2 \(line 3\): 'red'\)"
-    ):
+    with pytest.raises(DatasetError, match=r"column 'colour' holds text \(data row 2 \(line 3\): 'red'\)"):
         parse_csv(path, target=None)
 
 
@@ -74,9 +68,7 @@ def test_non_utf8_text_is_reported_as_an_encoding_problem(tmp_path: Path) -> Non
 
 def test_an_unknown_target_lists_the_columns_there_are(tmp_path: Path) -> None:
     path = write(tmp_path, "d.csv", b"a,b,label\n1,2,0\n")
-    with pytest.raises(
-        DatasetError, match=r"target column 'y' is not in the header; columns are: a, b, label"
-    ):
+    with pytest.raises(DatasetError, match=r"target column 'y' is not in the header; columns are: a, b, label"):
         parse_csv(path, target="y")
 
 
@@ -86,9 +78,7 @@ def test_a_header_without_rows_is_rejected(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("x_key", "y_key"), [("x", "y"), ("X", "y"), ("features", "labels")])
-def test_npz_arrays_are_found_under_their_usual_names(
-    tmp_path: Path, x_key: str, y_key: str
-) -> None:
+def test_npz_arrays_are_found_under_their_usual_names(tmp_path: Path, x_key: str, y_key: str) -> None:
     images = np.zeros((5, 8, 8, 1), dtype=np.uint8)
     data = npz_bytes(**{x_key: images, y_key: np.arange(5)})
     parsed = parse_npz(write(tmp_path, "d.npz", data), LIMIT)

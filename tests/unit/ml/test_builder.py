@@ -2,8 +2,8 @@
 
 import pytest
 
-from app.ml.builder import SpecError, build_model, count_params
-from app.ml.spec import TrainingSpec
+from app.ml.builder import build_model
+from app.ml.spec import SpecError, TrainingSpec
 from app.ml.validation import check_against_dataset
 
 FEATURES = {"shape": [100], "dtype": "float32", "columns": None}
@@ -23,9 +23,7 @@ CONTINUOUS = {
 }
 
 
-def classic(
-    loss: str = "categorical_crossentropy", units: int = 10, **extra: object
-) -> TrainingSpec:
+def classic(loss: str = "categorical_crossentropy", units: int = 10, **extra: object) -> TrainingSpec:
     """The textbook example: Dense(64, relu, input 100) → Dense(64, relu) → Dense(10, softmax)."""
     layers = [
         {"type": "Dense", "units": 64, "activation": "relu", "input_dim": 100},
@@ -42,26 +40,22 @@ def classic(
 
 
 def test_the_classic_example_builds_with_the_textbook_parameter_count() -> None:
-    model = build_model(classic(), (100,))
-    assert count_params(model) == 100 * 64 + 64 + 64 * 64 + 64 + 64 * 10 + 10
+    model = build_model(classic(), {"features": (100,)}).model
+    assert model.count_params() == 100 * 64 + 64 + 64 * 64 + 64 + 64 * 10 + 10
     assert tuple(model.outputs[0].shape) == (None, 10)
 
 
 def test_regularizers_and_optimizer_objects_reach_keras() -> None:
     spec = TrainingSpec.model_validate(
         {
-            "model": {
-                "layers": [
-                    {"type": "Dense", "units": 1, "kernel_regularizer": {"type": "L2", "l2": 0.1}}
-                ]
-            },
+            "model": {"layers": [{"type": "Dense", "units": 1, "kernel_regularizer": {"type": "L2", "l2": 0.1}}]},
             "compile": {
                 "optimizer": {"type": "SGD", "learning_rate": 0.5, "momentum": 0.9},
                 "loss": "mse",
             },
         }
     )
-    model = build_model(spec, (3,))
+    model = build_model(spec, {"features": (3,)}).model
     assert model.layers[-1].kernel_regularizer.l2 == pytest.approx(0.1)
     assert float(model.optimizer.learning_rate) == pytest.approx(0.5)
 
@@ -84,9 +78,7 @@ def test_output_units_must_match_the_number_of_classes() -> None:
 
 def test_a_classification_loss_on_a_continuous_target_says_what_to_use() -> None:
     with pytest.raises(SpecError, match="use a regression loss") as caught:
-        check_against_dataset(
-            classic("sparse_categorical_crossentropy"), FEATURES, CONTINUOUS, max_params=10**6
-        )
+        check_against_dataset(classic("sparse_categorical_crossentropy"), FEATURES, CONTINUOUS, max_params=10**6)
     assert caught.value.path == "compile.loss"
 
 

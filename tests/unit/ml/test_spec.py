@@ -47,9 +47,7 @@ def test_a_bad_units_value_is_reported_at_its_path() -> None:
     assert error_paths(spec(model={"layers": layers})) == ["model.layers[1].units"]
 
 
-@pytest.mark.parametrize(
-    "layer_type", ["Lambda", "TFSMLayer", "__import__", "Dense; os.system('x')"]
-)
+@pytest.mark.parametrize("layer_type", ["Lambda", "TFSMLayer", "__import__", "Dense; os.system('x')"])
 def test_layer_types_outside_the_allowlist_are_rejected(layer_type: str) -> None:
     layers = [{"type": layer_type, "function": "lambda x: x"}]
     assert error_paths(spec(model={"layers": layers})) == ["model.layers[0]"]
@@ -58,9 +56,7 @@ def test_layer_types_outside_the_allowlist_are_rejected(layer_type: str) -> None
 def test_unknown_layer_arguments_are_rejected_not_ignored() -> None:
     layers = mlp_layers()
     layers[0]["kernel_initializer_path"] = "/etc/passwd"
-    assert error_paths(spec(model={"layers": layers})) == [
-        "model.layers[0].kernel_initializer_path"
-    ]
+    assert error_paths(spec(model={"layers": layers})) == ["model.layers[0].kernel_initializer_path"]
 
 
 def test_an_activation_must_be_a_known_name() -> None:

@@ -10,6 +10,9 @@ from app.ml.spec import TrainingSpec
 from app.ml.training import ProgressCallback, save_atomically, signature_of, train
 from tests.factories import classification_arrays, mlp_layers
 
+FEATURES = {"shape": [4], "dtype": "float32", "columns": ["a", "b", "c", "d"]}
+TARGET = {"shape": [], "dtype": "int64", "columns": ["label"], "classes": [0, 1, 2], "n_classes": 3}
+
 
 def stored_dataset(tmp_path: Path, rows: int = 64) -> Path:
     x, y = classification_arrays(rows=rows)
@@ -17,9 +20,7 @@ def stored_dataset(tmp_path: Path, rows: int = 64) -> Path:
     return tmp_path
 
 
-def spec(
-    epochs: int = 3, seed: int | None = 7, loss: str = "sparse_categorical_crossentropy"
-) -> TrainingSpec:
+def spec(epochs: int = 3, seed: int | None = 7, loss: str = "sparse_categorical_crossentropy") -> TrainingSpec:
     return TrainingSpec.model_validate(
         {
             "model": {"layers": mlp_layers()},
@@ -34,8 +35,8 @@ def test_every_epoch_is_reported_with_its_logs(tmp_path: Path) -> None:
     result = train(
         spec(epochs=3),
         stored_dataset(tmp_path),
-        [4],
-        3,
+        FEATURES,
+        TARGET,
         ProgressCallback(lambda e, logs: seen.append((e, logs))),
     )
     assert [epoch for epoch, _ in seen] == [1, 2, 3]
@@ -50,30 +51,26 @@ def test_a_stop_request_ends_training_early(tmp_path: Path) -> None:
         progress.request_stop()
 
     progress = ProgressCallback(stop_after_first)
-    result = train(spec(epochs=50), stored_dataset(tmp_path), [4], 3, progress)
+    result = train(spec(epochs=50), stored_dataset(tmp_path), FEATURES, TARGET, progress)
     assert result.epochs_run == 1 and progress.stop_requested
 
 
 def test_the_same_seed_gives_the_same_weights(tmp_path: Path) -> None:
     data = stored_dataset(tmp_path)
-    first = train(spec(seed=3), data, [4], 3, ProgressCallback(lambda *_: None)).model.get_weights()
-    second = train(
-        spec(seed=3), data, [4], 3, ProgressCallback(lambda *_: None)
-    ).model.get_weights()
+    first = train(spec(seed=3), data, FEATURES, TARGET, ProgressCallback(lambda *_: None)).model.get_weights()
+    second = train(spec(seed=3), data, FEATURES, TARGET, ProgressCallback(lambda *_: None)).model.get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
 
 
 def test_integer_labels_are_one_hot_encoded_for_categorical_crossentropy(tmp_path: Path) -> None:
     arrays = load_arrays(stored_dataset(tmp_path), "categorical_crossentropy", n_classes=3)
     assert arrays.y.shape == (64, 3) and set(arrays.y.sum(axis=1)) == {1.0}
-    result = train(
-        spec(loss="categorical_crossentropy"), tmp_path, [4], 3, ProgressCallback(lambda *_: None)
-    )
+    result = train(spec(loss="categorical_crossentropy"), tmp_path, FEATURES, TARGET, ProgressCallback(lambda *_: None))
     assert result.epochs_run == 3
 
 
 def test_a_saved_model_reloads_safely_and_predicts_the_same(tmp_path: Path) -> None:
-    model = train(spec(), stored_dataset(tmp_path), [4], 3, ProgressCallback(lambda *_: None)).model
+    model = train(spec(), stored_dataset(tmp_path), FEATURES, TARGET, ProgressCallback(lambda *_: None)).model
     path = tmp_path / "out" / "model.keras"
     save_atomically(model, path)
     assert [p.name for p in path.parent.iterdir()] == ["model.keras"]  # no temp file left
