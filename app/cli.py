@@ -13,6 +13,7 @@ import typer
 
 from app.config import get_settings
 from app.logs import configure_logging
+from app.queue import QUEUES
 
 cli = typer.Typer(help="trainyard: a REST model-training service.", no_args_is_help=True)
 log = logging.getLogger("trainyard")
@@ -55,10 +56,12 @@ def worker(
 ) -> None:
     """Run a Celery worker that trains jobs from the broker."""
     from app.db.migrate import upgrade_to_head
+    from app.db.session import dispose_engines
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
     upgrade_to_head(settings)
+    dispose_engines()  # children are forked from this process: leave them no shared sockets
     from celery.bin.celery import celery as celery_command
 
     node = name or f"trainyard-{os.getpid()}@{socket.gethostname()}"
@@ -99,6 +102,9 @@ def _start_embedded_worker() -> subprocess.Popen[bytes]:
             "worker",
             "--concurrency",
             "1",
+            # One machine, one worker: it takes the GPU queue too, or such jobs would wait forever.
+            "--queues",
+            ",".join(QUEUES),
             "--name",
             f"embedded-{os.getpid()}@{socket.gethostname()}",
         ],

@@ -28,9 +28,9 @@ def fresh_postgres_database() -> Iterator[str]:
     try:
         yield f"postgresql+psycopg://postgres@{POSTGRES_HOST}:{POSTGRES_PORT}/{name}"
     finally:
-        from app.db.session import get_engine
+        from app.db.session import dispose_engines
 
-        get_engine.cache_clear()
+        dispose_engines()
         with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

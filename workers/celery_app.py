@@ -6,6 +6,7 @@ from celery import Celery
 from celery.signals import setup_logging, worker_process_init
 
 from app.config import get_settings
+from app.db.session import dispose_engines
 from app.logs import configure_logging
 from app.queue import celery_config
 
@@ -47,6 +48,8 @@ def warm_up(**_: object) -> None:
     """
     import keras
 
+    # Forked from the parent: never reuse its pooled database connections.
+    dispose_engines(after_fork=True)
     log.info("child ready: Keras %s on %s", keras.__version__, keras.backend.backend())
 
 

@@ -1,5 +1,6 @@
 """Every error as `{"error": "<message>", "detail": ...}` (API.md; TF Serving reads `error`)."""
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -10,6 +11,8 @@ from starlette.exceptions import HTTPException
 from app.db.pagination import BadCursor
 from app.errors import TrainyardError
 from app.ml.spec import UNION_TAGS
+
+log = logging.getLogger(__name__)
 
 
 def error_response(
@@ -49,6 +52,11 @@ def install_error_handlers(app: FastAPI) -> None:
         more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
         detail = [{"loc": e["loc"], "path": field_path(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
         return error_response(422, "; ".join(messages) + more, detail)
+
+    @app.exception_handler(Exception)
+    async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal error; the server log has the details")
 
     @app.exception_handler(HTTPException)
     async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:

@@ -2,21 +2,39 @@
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.db.base import utcnow
 
-@lru_cache(maxsize=8)
+_engines: dict[str, Engine] = {}
+
+
 def get_engine(url: str) -> Engine:
-    """The process's engine for `url` (cached: engines own connection pools)."""
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-        event.listen(engine, "connect", _configure_sqlite)
-        return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    """The process's engine for `url` (one per URL: engines own connection pools)."""
+    engine = _engines.get(url)
+    if engine is None:
+        if url.startswith("sqlite"):
+            engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+            event.listen(engine, "connect", _configure_sqlite)
+        else:
+            engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        _engines[url] = engine
+    return engine
+
+
+def dispose_engines(*, after_fork: bool = False) -> None:
+    """Drop pooled connections. In a forked child pass `after_fork=True`: the parent's sockets
+    are left alone (closing them would break the parent) and never reused by the child."""
+    for engine in _engines.values():
+        engine.dispose(close=not after_fork)
+    if not after_fork:
+        _engines.clear()
+        get_sessionmaker.cache_clear()
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -45,3 +63,12 @@ def session_scope(url: str) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def database_now(session: Session) -> datetime:
+    """The database server's clock: leases set and compared by one clock, whatever each
+    machine's own clock says. SQLite is embedded, so its clock is this machine's."""
+    if session.get_bind().dialect.name == "postgresql":
+        now: datetime = session.scalar(select(func.now()))  # type: ignore[assignment]
+        return now
+    return utcnow()

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db.base import utcnow
+from app.db.session import database_now
 from app.jobs import repository
 from app.jobs.service import send
 from app.models import Job, JobStatus
@@ -23,16 +24,28 @@ log = logging.getLogger(__name__)
 
 def sweep(session: Session, settings: Settings, resend_sent_before: datetime | None = None) -> int:
     """Run one recovery pass; returns how many job ids were (re)sent to the broker."""
-    now = utcnow()
+    now = database_now(session)
     for job in repository.stalled_running(session, now):
         _release_stalled(session, settings, job)
-    cutoff = resend_sent_before or now - timedelta(seconds=settings.requeue_after_s)
     sent = 0
+    cutoff = resend_sent_before or utcnow() - timedelta(seconds=settings.requeue_after_s)
     for job in repository.unsent_queued(session, cutoff):
+        if resend_sent_before is None and not _resend_due(job, settings):
+            continue
         if send(session, settings, job):
             sent += 1
             log.info("job %s re-sent to %s (its message may have been lost)", job.id, job.queue)
     return sent
+
+
+def _resend_due(job: Job, settings: Settings) -> bool:
+    """Whether a queued job's message is old enough to send again. The wait doubles with each
+    send (up to 64x), so a job queued behind days of work collects a few duplicates, not
+    hundreds: each costs a worker a fresh child process to skip."""
+    if job.enqueued_at is None:
+        return True
+    wait = settings.requeue_after_s * 2 ** min(max(job.send_count - 1, 0), 6)
+    return job.enqueued_at < utcnow() - timedelta(seconds=wait)
 
 
 def _release_stalled(session: Session, settings: Settings, job: Job) -> None:
@@ -63,7 +76,9 @@ def _release_stalled(session: Session, settings: Settings, job: Job) -> None:
             job,
             JobStatus.QUEUED,
             detail=f"{reason}; queued again",
+            unless_cancel_requested=True,
             enqueued_at=None,
+            send_count=0,
             lease_expires_at=None,
         )
     if moved:

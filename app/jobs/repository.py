@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.db.base import utcnow
 from app.db.pagination import Page, paginate
+from app.db.session import database_now
 from app.models import Job, JobEpoch, JobEvent, JobStatus, ModelVersion
 
 
@@ -88,7 +89,12 @@ def claim(session: Session, job_id: str, worker: str, lease: timedelta, max_atte
     message therefore does nothing.
     """
     job = get(session, job_id)
-    now = utcnow()
+    now = database_now(session)
+    if job is not None and job.status == JobStatus.QUEUED and job.cancel_requested:
+        # A cancel that raced a requeue: end it here rather than leave it queued forever.
+        if transition(session, job, JobStatus.CANCELLED, detail="cancelled before it ran", finished_at=now):
+            session.commit()
+        return None
     if job is None or job.cancel_requested or job.attempt >= max_attempts:
         return None
     lease_expired = job.status == JobStatus.RUNNING and job.lease_expires_at is not None and job.lease_expires_at < now
@@ -126,7 +132,7 @@ def renew_lease(session: Session, job_id: str, attempt: int, lease: timedelta) -
     result = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.attempt == attempt, Job.status == JobStatus.RUNNING)
-        .values(lease_expires_at=utcnow() + lease)
+        .values(lease_expires_at=database_now(session) + lease)
         .execution_options(synchronize_session=False)
     )
     session.commit()
@@ -216,7 +222,10 @@ def unsent_queued(session: Session, sent_before: datetime) -> Sequence[Job]:
 
 def mark_enqueued(session: Session, job_id: str) -> None:
     session.execute(
-        update(Job).where(Job.id == job_id).values(enqueued_at=utcnow()).execution_options(synchronize_session=False)
+        update(Job)
+        .where(Job.id == job_id)
+        .values(enqueued_at=utcnow(), send_count=Job.send_count + 1)
+        .execution_options(synchronize_session=False)
     )
     session.commit()
 

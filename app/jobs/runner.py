@@ -12,6 +12,7 @@ import traceback
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.config import Settings
 from app.datasets import repository as datasets
@@ -21,7 +22,10 @@ from app.jobs import repository
 from app.jobs.repository import Heartbeat
 from app.logs import job_context
 from app.ml.spec import TrainingSpec
-from app.models import Job, JobStatus
+from app.models import Dataset, Job, JobStatus
+
+if TYPE_CHECKING:
+    from app.ml.training import ProgressCallback
 
 log = logging.getLogger(__name__)
 
@@ -59,20 +63,42 @@ def _train_claimed(settings: Settings, job: Job, lease: timedelta) -> JobStatus 
         dataset = datasets.get(session, job.dataset_id)
     if dataset is None:
         raise RuntimeError(f"dataset {job.dataset_id} was deleted before the job started")
-    dataset_dir = settings.datasets_dir / dataset.storage_path
 
     def record_epoch(epoch: int, logs: dict[str, float | str]) -> None:
-        with session_scope(settings.sqlalchemy_url) as session:
-            repository.record_epoch(session, job.id, job.attempt, epoch, logs)
         log.info("epoch %s/%s %s", epoch, spec.fit.epochs, logs)
+        # A database hiccup must not end a days-long fit: retry once, then go on without
+        # this epoch's row (the heartbeat keeps the lease; the next epoch writes again).
+        for attempt in (1, 2):
+            try:
+                with session_scope(settings.sqlalchemy_url) as session:
+                    repository.record_epoch(session, job.id, job.attempt, epoch, logs)
+                return
+            except Exception:
+                log.warning("could not record epoch %s (try %s of 2)", epoch, attempt, exc_info=True)
 
     progress = training.ProgressCallback(on_epoch=record_epoch)
+    # The lease is renewed until the job's outcome is recorded: saving a large model to a
+    # shared volume can take longer than the lease.
     heartbeat = _HeartbeatThread(settings, job, lease, progress.request_stop)
     heartbeat.start()
     try:
-        result = training.train(spec, dataset_dir, dataset.features, dataset.target, progress)
+        return _train_save_register(settings, job, spec, dataset, progress, heartbeat)
     finally:
         heartbeat.stop()
+
+
+def _train_save_register(
+    settings: Settings,
+    job: Job,
+    spec: TrainingSpec,
+    dataset: Dataset,
+    progress: "ProgressCallback",
+    heartbeat: "_HeartbeatThread",
+) -> JobStatus | None:
+    from app.ml import training
+
+    dataset_dir = settings.datasets_dir / dataset.storage_path
+    result = training.train(spec, dataset_dir, dataset.features, dataset.target, progress)
     if heartbeat.signal is Heartbeat.LOST:
         log.warning("lost the job's lease while training; the result is discarded")
         return None

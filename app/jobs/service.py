@@ -36,7 +36,8 @@ def submit(session: Session, settings: Settings, request: JobCreate, idempotency
         if existing is not None:
             return _same_request_or_conflict(existing, request_hash)
 
-    dataset = datasets.get(session, request.dataset_id)
+    # Locked until the job commits, so a concurrent DELETE sees the job and answers 409.
+    dataset = datasets.get(session, request.dataset_id, for_update=True)
     if dataset is None:
         raise NotFound(f"dataset {request.dataset_id} does not exist")
     spec = request.training_spec()

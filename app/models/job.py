@@ -62,6 +62,8 @@ class Job(Base):
     worker: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[datetime | None]
     enqueued_at: Mapped[datetime | None]
+    # How often the id was sent to the broker; the recovery sweep backs off by it.
+    send_count: Mapped[int] = mapped_column(Integer, default=0)
 
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]

@@ -81,6 +81,7 @@ def upgrade() -> None:
         sa.Column("worker", sa.String(length=200), nullable=True),
         sa.Column("lease_expires_at", app.db.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("enqueued_at", app.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("send_count", sa.Integer(), nullable=False),
         sa.Column("created_at", app.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("started_at", app.db.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("finished_at", app.db.base.UTCDateTime(timezone=True), nullable=True),
