@@ -25,6 +25,9 @@ from app.ml.spec import (
     TrainingSpec,
 )
 
+# What Keras raises when arguments or shapes do not fit; reported as a SpecError (422).
+KERAS_ARGUMENT_ERRORS = (ValueError, TypeError, IndexError, KeyError, NotImplementedError)
+
 # Layers whose input must have this rank, and how to describe it.
 RANKS: dict[str, tuple[int, str]] = {}
 for _names, _rank, _axes in (
@@ -103,7 +106,7 @@ def build_model(
                 )
             try:
                 layer = make_layer(layer_spec, node_name)
-            except (ValueError, TypeError) as exc:  # Keras's own argument checks
+            except KERAS_ARGUMENT_ERRORS as exc:  # Keras's own argument checks
                 raise SpecError(path, f"{layer_spec.type}: {_first_line(exc)}") from exc
             layers[node_name] = layer
             if layer_spec.type == "Normalization" and getattr(layer_spec, "mean", None) is None:
@@ -132,21 +135,23 @@ def build_model(
         )
     try:
         _compile(model, spec.compile, spec.fit.steps_per_execution, output_names)
-    except (ValueError, TypeError, KeyError) as exc:
+    except KERAS_ARGUMENT_ERRORS as exc:
         raise SpecError("compile", _first_line(exc)) from exc
     return BuiltModel(model=model, to_adapt=to_adapt)
 
 
 def make_layer(layer_spec: LayerBase, name: str | None = None) -> keras.layers.Layer:
     """The Keras layer for one spec (its `type` is a Literal of the catalog: never user code)."""
-    kwargs = {key: _keras_object(key, value) for key, value in layer_spec.kwargs().items()}
-    for wrapped in ("layer",):
-        inner = getattr(layer_spec, wrapped, None)
-        if isinstance(inner, LayerBase):
-            kwargs[wrapped] = make_layer(inner)
+    kwargs = {key: _keras_object(key, value) for key, value in layer_spec.kwargs().items() if key != "layer"}
+    inner = getattr(layer_spec, "layer", None)
+    if isinstance(inner, LayerBase):  # Bidirectional, TimeDistributed: a wrapped layer spec
+        kwargs["layer"] = make_layer(inner)
     if name is None:
         kwargs.pop("name", None)
-    return getattr(keras.layers, layer_spec.type)(**kwargs)
+    trainable = kwargs.pop("trainable", True)  # not every constructor takes it (SpatialDropout*)
+    layer = getattr(keras.layers, layer_spec.type)(**kwargs)
+    layer.trainable = trainable
+    return layer
 
 
 def _keras_object(key: str, value: Any) -> Any:
@@ -206,7 +211,7 @@ def _call(layer: keras.layers.Layer, layer_spec: LayerBase, sources: list[Any], 
         if kind == "Attention":
             return layer(sources if len(sources) > 1 else [sources[0], sources[0]])
         return layer(sources[0])
-    except (ValueError, TypeError) as exc:
+    except KERAS_ARGUMENT_ERRORS as exc:
         shapes = ", ".join(_shape(s.shape) for s in sources)
         raise SpecError(path, f"{kind} cannot take input of shape {shapes}: {_first_line(exc)}") from exc
 

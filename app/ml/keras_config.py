@@ -7,6 +7,7 @@ registered (custom) objects and anything else are refused. The result is validat
 hand-written graph, and the graph (not the JSON) is what gets built and stored.
 """
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ ALLOWED_MODULES = frozenset(
     {
         "keras", "keras.layers", "keras.initializers", "keras.regularizers", "keras.constraints",
         "keras.optimizers", "keras.optimizers.schedules", "keras.losses", "keras.metrics",
+        "keras.models", "keras.src.models.functional", "keras.src.models.sequential",
     }
 )  # fmt: skip
 MODEL_CLASSES = frozenset({"Sequential", "Functional", "Model"})
@@ -27,7 +29,8 @@ DROPPED_WHEN = {
     "sliding_window": None, "flash_attention": None, "use_gate": False, "antialias": False,
     "synchronized": False, "rms_scaling": False, "input_axes": None, "output_axes": None,
     "sparse": False, "ragged": False, "optional": False, "autocast": True, "weights": None,
-    "backward_layer": None, "input_dtype": None,
+    "backward_layer": None, "input_dtype": None, "renorm": False, "renorm_clipping": None,
+    "renorm_momentum": 0.99,
 }  # fmt: skip
 NEVER = frozenset({"Lambda", "TFSMLayer", "StringLookup", "IntegerLookup", "TextVectorization"})
 
@@ -40,6 +43,10 @@ def translate(config: dict[str, Any]) -> Any:
     """Return the FunctionalModel equivalent to `config`, or raise KerasConfigError."""
     from app.ml.spec import FunctionalModel  # the spec module imports this one
 
+    try:  # plain JSON only (get_config() in Python holds tuples; anything else is refused)
+        config = json.loads(json.dumps(config))
+    except (TypeError, ValueError) as exc:
+        raise KerasConfigError(f"keras_config must be plain JSON: {exc}") from None
     _refuse_unsafe(config, "keras_config")
     body, class_name = _model_body(config)
     raw_layers = body.get("layers")
@@ -147,11 +154,13 @@ def _node_sources(node: Any, where: str) -> Iterator[str]:
     if not isinstance(node, dict):
         raise KerasConfigError(f"{where}: must be an object with 'args'")
     kwargs = node.get("kwargs") or {}
-    unknown = set(kwargs) - {"value", "key"}
+    unknown = set(kwargs) - {"value", "key", "training", "mask"}
     if unknown:
         raise KerasConfigError(f"{where}: call arguments {sorted(unknown)} are not supported")
+    if kwargs.get("mask") is not None:
+        raise KerasConfigError(f"{where}: explicit masks are not supported")
     tensors = list(_tensors(node.get("args", [])))
-    tensors += [kwargs[k] for k in ("value", "key") if k in kwargs]
+    tensors += [kwargs[k] for k in ("value", "key") if kwargs.get(k) is not None]
     if not tensors:
         raise KerasConfigError(f"{where}: the call has no input tensors")
     for tensor in tensors:
@@ -221,6 +230,7 @@ def _name(raw: dict[str, Any], where: str) -> str:
 def _input_shape(raw: dict[str, Any], where: str) -> list[int]:
     config = raw.get("config", {})
     shape = config.get("batch_shape") or config.get("batch_input_shape")
+    shape = list(shape) if isinstance(shape, tuple) else shape
     if not isinstance(shape, list) or len(shape) < 2 or any(not isinstance(d, int) for d in shape[1:]):
         raise KerasConfigError(f"{where}: the input needs a fixed per-sample shape, got {shape}")
     return list(shape[1:])
@@ -233,6 +243,8 @@ def _layer(raw: dict[str, Any], where: str) -> dict[str, Any]:
     spec: dict[str, Any] = {"type": _class(raw, where), "name": _name(raw, where)}
     for key, value in config.items():
         if key == "name" or (key in DROPPED_WHEN and value == DROPPED_WHEN[key]):
+            continue
+        if key == "backward_layer":  # Bidirectional derives it from the forward layer again
             continue
         if key == "dtype":
             _check_dtype(value, f"{where}.config.dtype")

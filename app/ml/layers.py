@@ -81,6 +81,7 @@ class LeakyReLU(LayerBase):
 
 class PReLU(LayerBase):
     type: Literal["PReLU"]
+    shared_axes: list[int] | None = None
     alpha_initializer: Initializer = "zeros"
     alpha_regularizer: Regularizer | None = None
     alpha_constraint: Constraint | None = None
@@ -102,6 +103,7 @@ class Embedding(LayerBase):
     output_dim: PositiveInt
     embeddings_initializer: Initializer = "uniform"
     embeddings_regularizer: Regularizer | None = None
+    activity_regularizer: Regularizer | None = None
     embeddings_constraint: Constraint | None = None
     mask_zero: bool = False
 
@@ -217,6 +219,7 @@ class UpSampling3D(LayerBase):
 class ZeroPadding1D(LayerBase):
     type: Literal["ZeroPadding1D"]
     padding: int | list[int] = 1
+    data_format: DataFormat | None = None
 
 
 class ZeroPadding2D(LayerBase):
@@ -529,12 +532,14 @@ class Resizing(LayerBase):
 
 class RandomFlip(LayerBase):
     type: Literal["RandomFlip"]
+    data_format: DataFormat | None = None
     mode: Literal["horizontal", "vertical", "horizontal_and_vertical"] = "horizontal_and_vertical"
     seed: Seed | None = None
 
 
 class RandomRotation(LayerBase):
     type: Literal["RandomRotation"]
+    data_format: DataFormat | None = None
     factor: float | list[float]
     fill_mode: FillMode = "reflect"
     interpolation: Interpolation = "bilinear"
@@ -544,6 +549,7 @@ class RandomRotation(LayerBase):
 
 class RandomZoom(LayerBase):
     type: Literal["RandomZoom"]
+    data_format: DataFormat | None = None
     height_factor: float | list[float]
     width_factor: float | list[float] | None = None
     fill_mode: FillMode = "reflect"
@@ -554,6 +560,7 @@ class RandomZoom(LayerBase):
 
 class RandomTranslation(LayerBase):
     type: Literal["RandomTranslation"]
+    data_format: DataFormat | None = None
     height_factor: float | list[float]
     width_factor: float | list[float]
     fill_mode: FillMode = "reflect"
@@ -564,6 +571,7 @@ class RandomTranslation(LayerBase):
 
 class RandomCrop(LayerBase):
     type: Literal["RandomCrop"]
+    data_format: DataFormat | None = None
     height: PositiveInt
     width: PositiveInt
     seed: Seed | None = None
@@ -571,6 +579,7 @@ class RandomCrop(LayerBase):
 
 class RandomContrast(LayerBase):
     type: Literal["RandomContrast"]
+    data_format: DataFormat | None = None
     factor: float | list[float]
     value_range: list[float] = Field(default=[0.0, 255.0], min_length=2, max_length=2)
     seed: Seed | None = None

@@ -2,8 +2,10 @@
 
 from typing import Any
 
+import numpy as np
+
 from app.ml.builder import as_graph, build_model
-from app.ml.data import bind_inputs, bind_outputs
+from app.ml.data import InputBinding, bind_inputs, bind_outputs, one_hot
 from app.ml.layers import Dense
 from app.ml.objects import SpecModel
 from app.ml.spec import SpecError, TrainingSpec
@@ -26,7 +28,41 @@ def check_against_dataset(spec: TrainingSpec, features: dict[str, Any], target: 
     built = build_model(spec, {name: b.shape for name, b in inputs.items()}, max_params)
     if single_output:
         _check_output_fits_target(spec, built.model.outputs[0].shape, target)
+    _dry_run(built.model, inputs, outputs, spec, target)
     return int(built.model.count_params())
+
+
+def _dry_run(
+    model: Any, inputs: dict[str, InputBinding], outputs: dict[str, Any], spec: TrainingSpec, target: dict[str, Any]
+) -> None:
+    """Evaluate loss and metrics on two rows shaped like the data, so a metric that cannot take
+    these labels (AUC on class indices, say) is a 422 now, not a failed job later."""
+    x: Any = {name: np.zeros((2, *binding.shape), dtype=np.float32) for name, binding in inputs.items()}
+    if len(x) == 1:
+        (x,) = x.values()
+    try:
+        model.test_on_batch(x, _sample_labels(outputs, spec, target))
+    except Exception as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SpecError(
+            "compile",
+            f"the loss or a metric cannot take this dataset's labels (target shape {target['shape']}, "
+            f"{target.get('n_classes') or 'no'} classes): {first_line}",
+        ) from exc
+
+
+def _sample_labels(outputs: dict[str, Any], spec: TrainingSpec, target: dict[str, Any]) -> Any:
+    if len(outputs) > 1:
+        return {
+            name: np.zeros((2, len(cols)) if len(cols) > 1 else (2,), dtype=np.float32)
+            for name, cols in outputs.items()
+        }
+    is_class_index = target.get("classes") is not None and target["shape"] == []
+    if is_class_index and loss_name(spec) in ONE_HOT_LOSSES and target.get("n_classes"):
+        return one_hot(np.zeros(2, dtype=np.int64), int(target["n_classes"]))
+    if is_class_index:
+        return np.zeros(2, dtype=np.int64)
+    return np.zeros((2, *target["shape"]), dtype=np.float32)
 
 
 def loss_name(spec: TrainingSpec) -> str:
