@@ -36,6 +36,11 @@ def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
     return "".join(parts) or "body"
 
 
+def _message(msg: str) -> str:
+    # Our validators raise ValueError with a full sentence; pydantic prefixes "Value error, ".
+    return msg.removeprefix("Value error, ")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TrainyardError)
     async def _domain_error(_: Request, exc: TrainyardError) -> JSONResponse:
@@ -48,9 +53,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
-        messages = [f"{field_path(e['loc'])}: {e['msg']}" for e in errors[:5]]
+        messages = [f"{field_path(e['loc'])}: {_message(e['msg'])}" for e in errors[:5]]
         more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
-        detail = [{"loc": e["loc"], "path": field_path(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
+        detail = [
+            {"loc": e["loc"], "path": field_path(e["loc"]), "msg": _message(e["msg"]), "type": e["type"]}
+            for e in errors
+        ]
         return error_response(422, "; ".join(messages) + more, detail)
 
     @app.exception_handler(Exception)

@@ -97,21 +97,19 @@ class KerasConfigModel(SpecModel):
 def _model_form(value: Any) -> str:
     if isinstance(value, dict):
         if "keras_config" in value:
-            return "keras_config"
+            return "keras-config"
         if "inputs" in value or "outputs" in value:
             return "graph"
         return "stack"
-    return (
-        "keras_config"
-        if isinstance(value, KerasConfigModel)
-        else ("graph" if isinstance(value, FunctionalModel) else "stack")
-    )
+    if isinstance(value, KerasConfigModel):
+        return "keras-config"
+    return "graph" if isinstance(value, FunctionalModel) else "stack"
 
 
 ModelSpec = Annotated[
     Annotated[SequentialModel, Tag("stack")]
     | Annotated[FunctionalModel, Tag("graph")]
-    | Annotated[KerasConfigModel, Tag("keras_config")],
+    | Annotated[KerasConfigModel, Tag("keras-config")],
     Discriminator(_model_form),
 ]
 
@@ -170,4 +168,4 @@ class TrainingSpec(SpecModel):
 
 
 # Tags pydantic inserts into error locations of discriminated unions; error paths drop them.
-UNION_TAGS = frozenset({*LAYER_CLASSES, *OBJECT_TAGS, *OPTIMIZATION_TAGS, "stack", "graph", "keras_config"})
+UNION_TAGS = frozenset({*LAYER_CLASSES, *OBJECT_TAGS, *OPTIMIZATION_TAGS, "stack", "graph", "keras-config"})
