@@ -84,8 +84,8 @@ MERGE_EXAMPLES: dict[str, dict[str, Any]] = {
     "Dot": {"axes": 1},
 }
 
-OPTIMIZERS: list[Any] = [
-    "sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "lion",
+# Every optimizer the spec names, as objects: plain and momentum SGD, clipping and schedules.
+OPTIMIZER_OBJECTS: list[Any] = [
     {"type": "SGD", "learning_rate": 0.01},
     {"type": "SGD", "learning_rate": 0.01, "momentum": 0.9, "nesterov": True, "clipnorm": 1.0},
     {"type": "Adam", "learning_rate": {"type": "ExponentialDecay", "initial_learning_rate": 0.01,
@@ -102,3 +102,15 @@ OPTIMIZERS: list[Any] = [
                                         "decay_steps": 10, "decay_rate": 0.5}},
     {"type": "Lion", "learning_rate": 0.0001},
 ]  # fmt: skip
+OPTIMIZERS: list[Any] = [
+    "sgd",
+    "adam",
+    "adamw",
+    "rmsprop",
+    "adagrad",
+    "adadelta",
+    "adamax",
+    "nadam",
+    "lion",
+    *OPTIMIZER_OBJECTS,
+]
