@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import keras
+import numpy as np
 
+from app.ml.data import ColumnSelection
 from app.ml.layers import ATTENTION_LAYERS, MERGE_LAYERS, Call, Dense, LayerBase
 from app.ml.objects import SpecModel
 from app.ml.spec import (
@@ -69,18 +71,32 @@ def as_graph(model_spec: SequentialModel | FunctionalModel | KerasConfigModel) -
 
 
 def build_model(
-    spec: TrainingSpec, input_shapes: dict[str, Sequence[int]], max_params: int | None = None
+    spec: TrainingSpec,
+    input_shapes: dict[str, Sequence[int]],
+    max_params: int | None = None,
+    columns: ColumnSelection | None = None,
 ) -> BuiltModel:
     """Build and compile the model for inputs of the given per-sample shapes.
 
+    With `columns`, the model takes whole dataset rows (one input, `features`) and each graph
+    input selects its columns inside the model, so training and predict both feed plain rows.
     Raises SpecError naming the layer that does not fit, or the model when it is too large.
     """
     graph = as_graph(spec.model)
     stacked = isinstance(spec.model, SequentialModel)
-    nodes: dict[str, Any] = {
-        graph_input.name: keras.Input(shape=tuple(input_shapes[graph_input.name]), name=graph_input.name)
-        for graph_input in graph.inputs
-    }
+    model_inputs: list[Any]
+    if columns is None:
+        nodes: dict[str, Any] = {
+            graph_input.name: keras.Input(shape=tuple(input_shapes[graph_input.name]), name=graph_input.name)
+            for graph_input in graph.inputs
+        }
+        model_inputs = list(nodes.values())
+    else:
+        rows = keras.Input(shape=(columns.n_features,), name="features")
+        nodes = {
+            name: _select_columns(rows, name, indexes, columns.n_features) for name, indexes in columns.indexes.items()
+        }
+        model_inputs = [rows]
     input_names = set(nodes)
     layers: dict[str, keras.layers.Layer] = {}
     to_adapt: list[tuple[keras.layers.Layer, str]] = []
@@ -122,9 +138,8 @@ def build_model(
         if name not in nodes:
             raise SpecError(f"model.outputs[{index}]", f"no node named {name!r}; nodes are: {', '.join(nodes)}")
     outputs = [nodes[name] for name in output_names]
-    inputs = [nodes[name] for name in nodes if name in input_names]
     model = keras.Model(
-        inputs=inputs if len(inputs) > 1 else inputs[0],
+        inputs=model_inputs if len(model_inputs) > 1 else model_inputs[0],
         outputs=outputs if len(outputs) > 1 else outputs[0],
         name="trainyard_model",
     )
@@ -138,6 +153,17 @@ def build_model(
     except KERAS_ARGUMENT_ERRORS as exc:
         raise SpecError("compile", _first_line(exc)) from exc
     return BuiltModel(model=model, to_adapt=to_adapt)
+
+
+def _select_columns(rows: Any, name: str, indexes: list[int], n_features: int) -> Any:
+    """A frozen 0/1 Dense that picks `indexes` out of a row: a built-in layer, so the saved model
+    still loads with safe_mode (a Lambda or custom layer would not)."""
+    selector = keras.layers.Dense(len(indexes), use_bias=False, trainable=False, name=f"{name}_columns")
+    selected = selector(rows)
+    matrix = np.zeros((n_features, len(indexes)), dtype="float32")
+    matrix[indexes, range(len(indexes))] = 1.0
+    selector.set_weights([matrix])
+    return selected
 
 
 def make_layer(layer_spec: LayerBase, name: str | None = None) -> keras.layers.Layer:

@@ -43,6 +43,19 @@ def save_arrays(dataset_dir: Path, x: np.ndarray, y: np.ndarray) -> None:
 
 
 @dataclass(frozen=True)
+class ColumnSelection:
+    """Graph inputs that take feature columns of a tabular dataset, by column index."""
+
+    n_features: int
+    indexes: dict[str, list[int]]
+
+    @classmethod
+    def of(cls, bindings: dict[str, "InputBinding"], features: dict[str, Any]) -> "ColumnSelection | None":
+        indexes = {name: b.column_indexes for name, b in bindings.items() if b.column_indexes is not None}
+        return cls(n_features=int(features["shape"][0]), indexes=indexes) if indexes else None
+
+
+@dataclass(frozen=True)
 class InputBinding:
     """A model input: its per-sample shape and, for tabular data, the feature columns it takes."""
 
@@ -113,14 +126,6 @@ def bind_outputs(output_specs: list[Any], target: dict[str, Any]) -> dict[str, l
                 )
         bound[spec.node] = [columns.index(name) for name in spec.columns]
     return bound
-
-
-def model_inputs(x: np.ndarray, bindings: dict[str, InputBinding]) -> Any:
-    """The features as the model takes them: the array itself (no copy) or one slice per input."""
-    if len(bindings) == 1:
-        (binding,) = bindings.values()
-        return x if binding.column_indexes is None else x[:, binding.column_indexes]
-    return {name: x[:, b.column_indexes] for name, b in bindings.items()}
 
 
 def model_targets(y: np.ndarray, outputs: dict[str, list[int] | None]) -> Any:

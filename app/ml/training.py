@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from app.ml.builder import as_graph, build_model
-from app.ml.data import bind_inputs, bind_outputs, load_arrays, model_inputs, model_targets
+from app.ml.data import ColumnSelection, bind_inputs, bind_outputs, load_arrays, model_targets
 from app.ml.spec import TrainingSpec
 from app.ml.validation import loss_name
 
@@ -83,13 +83,16 @@ def train(
     graph = as_graph(spec.model)
     inputs = bind_inputs(graph.inputs, features)
     outputs = bind_outputs(graph.output_specs, target) if graph.outputs else {}
-    built = build_model(spec, {name: binding.shape for name, binding in inputs.items()})
+    columns = ColumnSelection.of(inputs, features)
+    built = build_model(spec, {name: binding.shape for name, binding in inputs.items()}, columns=columns)
     arrays = load_arrays(dataset_dir, loss_name(spec), target.get("n_classes") if len(outputs) <= 1 else None)
-    x = model_inputs(arrays.x, inputs)
+    x = arrays.x  # whole rows, memory-mapped: inputs that take columns select them inside the model
     y = model_targets(arrays.y, outputs)
     for layer, input_name in built.to_adapt:
-        source = x[input_name] if isinstance(x, dict) else x
-        layer.adapt(np.asarray(source[:ADAPT_ROWS]))
+        sample = np.asarray(x[:ADAPT_ROWS])
+        if columns is not None and input_name in columns.indexes:
+            sample = sample[:, columns.indexes[input_name]]
+        layer.adapt(sample)
     history = built.model.fit(
         x,
         y,

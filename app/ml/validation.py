@@ -5,7 +5,7 @@ from typing import Any
 import numpy as np
 
 from app.ml.builder import as_graph, build_model
-from app.ml.data import InputBinding, bind_inputs, bind_outputs, one_hot
+from app.ml.data import ColumnSelection, bind_inputs, bind_outputs, one_hot
 from app.ml.layers import Dense
 from app.ml.objects import SpecModel
 from app.ml.spec import SpecError, TrainingSpec
@@ -25,21 +25,23 @@ def check_against_dataset(spec: TrainingSpec, features: dict[str, Any], target: 
     single_output = len(outputs) <= 1
     if single_output:
         _check_loss_fits_target(spec, target)
-    built = build_model(spec, {name: b.shape for name, b in inputs.items()}, max_params)
+    columns = ColumnSelection.of(inputs, features)
+    built = build_model(spec, {name: b.shape for name, b in inputs.items()}, max_params, columns)
     if single_output:
         _check_output_fits_target(spec, built.model.outputs[0].shape, target)
-    _dry_run(built.model, inputs, outputs, spec, target)
+    _dry_run(built.model, features, outputs, spec, target)
     return int(built.model.count_params())
 
 
 def _dry_run(
-    model: Any, inputs: dict[str, InputBinding], outputs: dict[str, Any], spec: TrainingSpec, target: dict[str, Any]
+    model: Any, features: dict[str, Any], outputs: dict[str, Any], spec: TrainingSpec, target: dict[str, Any]
 ) -> None:
     """Evaluate loss and metrics on two rows shaped like the data, so a metric that cannot take
     these labels (AUC on class indices, say) is a 422 now, not a failed job later."""
-    x: Any = {name: np.zeros((2, *binding.shape), dtype=np.float32) for name, binding in inputs.items()}
-    if len(x) == 1:
-        (x,) = x.values()
+    # Multi-input models without column selection are impossible (bind_inputs refuses them), so
+    # the model always takes one array: rows shaped like the dataset's, or the input's own shape.
+    shape = tuple(model.inputs[0].shape[1:]) if len(model.inputs) == 1 else tuple(features["shape"])
+    x = np.zeros((2, *shape), dtype=np.float32)
     try:
         model.test_on_batch(x, _sample_labels(outputs, spec, target))
     except Exception as exc:

@@ -78,3 +78,31 @@ def test_a_saved_model_reloads_safely_and_predicts_the_same(tmp_path: Path) -> N
     x = np.ones((2, 4), dtype=np.float32)
     np.testing.assert_allclose(model.predict_on_batch(x), reloaded.predict_on_batch(x), rtol=1e-6)
     assert signature_of(model)["inputs"][0]["shape"] == [-1, 4]
+
+
+def test_a_graph_whose_inputs_take_columns_is_served_whole_rows(tmp_path: Path) -> None:
+    graph = TrainingSpec.model_validate(
+        {
+            "model": {
+                "inputs": [{"name": "wide", "columns": ["a", "b"]}, {"name": "deep", "columns": ["c", "d"]}],
+                "layers": [
+                    {"type": "Normalization", "name": "scaled", "inputs": ["deep"]},
+                    {"type": "Dense", "name": "hidden", "units": 4, "activation": "relu"},
+                    {"type": "Concatenate", "name": "joined", "inputs": ["wide", "hidden"]},
+                    {"type": "Dense", "name": "out", "units": 3, "activation": "softmax"},
+                ],
+                "outputs": ["out"],
+            },
+            "compile": {"loss": "sparse_categorical_crossentropy"},
+            "fit": {"epochs": 2, "batch_size": 16},
+        }
+    )
+    model = train(graph, stored_dataset(tmp_path), FEATURES, TARGET, ProgressCallback(lambda *_: None)).model
+    path = tmp_path / "graph.keras"
+    save_atomically(model, path)
+    reloaded = keras.saving.load_model(path, safe_mode=True)  # no custom or Lambda layers inside
+    assert [tuple(t.shape) for t in reloaded.inputs] == [(None, 4)]
+    rows = np.ones((2, 4), dtype=np.float32)
+    np.testing.assert_allclose(model.predict_on_batch(rows), reloaded.predict_on_batch(rows), rtol=1e-6)
+    normalization = reloaded.get_layer("scaled")
+    assert normalization.mean.shape[-1] == 2  # adapted on the "deep" columns only

@@ -84,7 +84,8 @@ def test_a_two_branch_graph_takes_feature_columns_per_input() -> None:
         ],
         "outputs": ["out"],
     }
-    assert check(graph, TABLE) == 8 * 2 + 8 + 10 * 3 + 3
+    selections = 4 * 2 + 4 * 2  # frozen 0/1 matrices that pick each input's columns from a row
+    assert check(graph, TABLE) == selections + 8 * 2 + 8 + 10 * 3 + 3
 
 
 def test_an_unknown_input_column_is_named() -> None:
