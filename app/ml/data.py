@@ -8,6 +8,7 @@ import numpy as np
 
 from app.ml.spec import SpecError
 
+ONE_HOT_LOSSES = ("categorical_crossentropy", "CategoricalCrossentropy")
 FEATURES_FILE = "features.npy"
 TARGET_FILE = "target.npy"
 
@@ -16,6 +17,8 @@ TARGET_FILE = "target.npy"
 class TrainingArrays:
     x: np.ndarray
     y: np.ndarray
+    # the stored class indexes (before any one-hot encoding), for stratified splits
+    class_labels: np.ndarray | None = None
 
 
 def load_arrays(dataset_dir: Path, loss: str, n_classes: int | None) -> TrainingArrays:
@@ -26,9 +29,10 @@ def load_arrays(dataset_dir: Path, loss: str, n_classes: int | None) -> Training
     """
     x = np.load(dataset_dir / FEATURES_FILE, mmap_mode="r", allow_pickle=False)
     y = np.load(dataset_dir / TARGET_FILE, mmap_mode="r", allow_pickle=False)
-    if loss == "categorical_crossentropy" and y.ndim == 1 and n_classes:
+    class_labels = y if y.ndim == 1 and n_classes else None
+    if loss in ONE_HOT_LOSSES and y.ndim == 1 and n_classes:
         y = one_hot(np.asarray(y), n_classes)
-    return TrainingArrays(x=x, y=y)
+    return TrainingArrays(x=x, y=y, class_labels=class_labels)
 
 
 def one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -135,3 +139,35 @@ def model_targets(y: np.ndarray, outputs: dict[str, list[int] | None]) -> Any:
     return {
         name: y[:, indexes[0]] if len(indexes) == 1 else y[:, indexes] for name, indexes in outputs.items() if indexes
     }
+
+
+@dataclass(frozen=True)
+class Split:
+    """Row indexes of each part, sorted (memory-mapped reads stay sequential)."""
+
+    train: np.ndarray
+    validation: np.ndarray
+    test: np.ndarray
+
+
+def split_rows(n_rows: int, validation: float, test: float, seed: int, labels: np.ndarray | None = None) -> Split:
+    """A seeded random split; with `labels` (class indexes), each class is split in the same
+    proportions, so a rare class is not missing from validation or test."""
+    rng = np.random.default_rng(seed)
+    groups = [np.arange(n_rows)] if labels is None else [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    parts: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]] = ([], [], [])
+    for rows in groups:
+        rows = rng.permutation(rows)
+        n_test, n_validation = round(len(rows) * test), round(len(rows) * validation)
+        parts[2].append(rows[:n_test])
+        parts[1].append(rows[n_test : n_test + n_validation])
+        parts[0].append(rows[n_test + n_validation :])
+    train, validation_rows, test_rows = (np.sort(np.concatenate(p)).astype(np.int64) for p in parts)
+    return Split(train=train, validation=validation_rows, test=test_rows)
+
+
+def take(arrays: Any, rows: np.ndarray) -> Any:
+    """The given rows of an array, or of each array of a dict (several outputs)."""
+    if isinstance(arrays, dict):
+        return {name: np.asarray(a[rows]) for name, a in arrays.items()}
+    return np.asarray(arrays[rows])

@@ -144,12 +144,21 @@ class FitSpec(SpecModel):
     epochs: int = Field(default=10, ge=1, le=100_000)
     batch_size: int = Field(default=32, ge=1, le=1 << 16)
     validation_split: float = Field(default=0.0, ge=0.0, lt=1.0)
+    test_split: float = Field(
+        default=0.0, ge=0.0, lt=1.0, description="Held out, evaluated after training: test_* metrics."
+    )
     shuffle: bool = True
     seed: Seed | None = None
     class_weight: dict[int, Annotated[float, Field(gt=0)]] | None = None
     early_stopping: EarlyStopping | None = None
     reduce_lr_on_plateau: ReduceLROnPlateau | None = None
     steps_per_execution: int = Field(default=1, ge=1, le=1024)
+
+    @model_validator(mode="after")
+    def _leave_rows_to_train(self) -> "FitSpec":
+        if self.validation_split + self.test_split >= 0.95:
+            raise ValueError("validation_split + test_split must leave at least 5% of the rows to train on")
+        return self
 
 
 class TrainingSpec(SpecModel):

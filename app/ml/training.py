@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from app.ml.builder import as_graph, build_model
-from app.ml.data import ColumnSelection, bind_inputs, bind_outputs, load_arrays, model_targets
+from app.ml.data import ColumnSelection, bind_inputs, bind_outputs, load_arrays, model_targets, split_rows, take
 from app.ml.spec import TrainingSpec
 from app.ml.validation import loss_name
 
@@ -93,12 +93,22 @@ def train(
         if columns is not None and input_name in columns.indexes:
             sample = sample[:, columns.indexes[input_name]]
         layer.adapt(sample)
+    split = None
+    validation_data = None
+    if spec.fit.validation_split or spec.fit.test_split:
+        # Our own seeded (and, for classes, stratified) split: Keras's validation_split takes the
+        # last rows as they are, which on a sorted file is one class. Copies the rows it takes.
+        stratify_by = arrays.class_labels if len(outputs) <= 1 else None
+        split = split_rows(len(x), spec.fit.validation_split, spec.fit.test_split, spec.fit.seed or 0, stratify_by)
+        if len(split.validation):
+            validation_data = (take(x, split.validation), take(y, split.validation))
+        x, y = take(x, split.train), take(y, split.train)
     history = built.model.fit(
         x,
         y,
         epochs=spec.fit.epochs,
         batch_size=spec.fit.batch_size,
-        validation_split=spec.fit.validation_split,
+        validation_data=validation_data,
         shuffle=spec.fit.shuffle,
         class_weight=spec.fit.class_weight,
         callbacks=[progress, *_fit_callbacks(spec)],
@@ -106,6 +116,11 @@ def train(
     )
     model = built.model
     logs = {name: values[-1] for name, values in history.history.items() if values}
+    if split is not None and len(split.test):
+        evaluated = model.evaluate(
+            take(arrays.x, split.test), take(model_targets(arrays.y, outputs), split.test), return_dict=True, verbose=0
+        )
+        logs |= {f"test_{name}": value for name, value in evaluated.items()}
     return TrainingResult(model=model, epochs_run=len(history.epoch), final_logs=finite_floats(logs))
 
 

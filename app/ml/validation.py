@@ -5,13 +5,12 @@ from typing import Any
 import numpy as np
 
 from app.ml.builder import as_graph, build_model
-from app.ml.data import ColumnSelection, bind_inputs, bind_outputs, one_hot
+from app.ml.data import ONE_HOT_LOSSES, ColumnSelection, bind_inputs, bind_outputs, one_hot
 from app.ml.layers import Dense
 from app.ml.objects import SpecModel
 from app.ml.spec import SpecError, TrainingSpec
 
 CLASS_INDEX_LOSSES = ("sparse_categorical_crossentropy", "SparseCategoricalCrossentropy")
-ONE_HOT_LOSSES = ("categorical_crossentropy", "CategoricalCrossentropy")
 
 
 def check_against_dataset(spec: TrainingSpec, features: dict[str, Any], target: dict[str, Any], max_params: int) -> int:

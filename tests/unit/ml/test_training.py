@@ -106,3 +106,19 @@ def test_a_graph_whose_inputs_take_columns_is_served_whole_rows(tmp_path: Path) 
     np.testing.assert_allclose(model.predict_on_batch(rows), reloaded.predict_on_batch(rows), rtol=1e-6)
     normalization = reloaded.get_layer("scaled")
     assert normalization.mean.shape[-1] == 2  # adapted on the "deep" columns only
+
+
+def test_a_test_split_is_held_out_stratified_and_evaluated(tmp_path: Path) -> None:
+    from app.ml.data import split_rows
+
+    labels = np.array([0] * 80 + [1] * 20)  # sorted, imbalanced: a tail split would be all class 1
+    split = split_rows(100, validation=0.1, test=0.2, seed=3, labels=labels)
+    assert (len(split.train), len(split.validation), len(split.test)) == (70, 10, 20)
+    assert np.bincount(labels[split.test]).tolist() == [16, 4]
+    assert not set(split.train) & set(split.test) and not set(split.validation) & set(split.test)
+
+    body = spec(epochs=2)
+    body.fit.test_split = 0.25
+    body.fit.class_weight = {0: 1.0, 1: 2.0, 2: 1.0}
+    result = train(body, stored_dataset(tmp_path), FEATURES, TARGET, ProgressCallback(lambda *_: None))
+    assert {"test_loss", "test_accuracy", "val_loss"} <= set(result.final_logs)
