@@ -1,0 +1,106 @@
+"""Preprocessing and augmentation layers that need no files."""
+
+from typing import Literal
+
+from pydantic import Field
+
+from app.ml.layers.base import (
+    DataFormat,
+    FillMode,
+    Interpolation,
+    LayerBase,
+    PositiveInt,
+)
+from app.ml.objects import Seed
+
+# --- preprocessing and augmentation (no files) ----------------------------------------------
+
+
+class Rescaling(LayerBase):
+    type: Literal["Rescaling"]
+    scale: float
+    offset: float = 0.0
+
+
+class Normalization(LayerBase):
+    """Without `mean`/`variance` it is adapted to the training features before fitting."""
+
+    type: Literal["Normalization"]
+    axis: int | list[int] | None = -1
+    mean: float | list[float] | None = None
+    variance: float | list[float] | None = None
+    invert: bool = False
+
+
+class CenterCrop(LayerBase):
+    type: Literal["CenterCrop"]
+    height: PositiveInt
+    width: PositiveInt
+    data_format: DataFormat | None = None
+
+
+class Resizing(LayerBase):
+    type: Literal["Resizing"]
+    height: PositiveInt
+    width: PositiveInt
+    interpolation: Literal["bilinear", "nearest", "bicubic", "lanczos3", "lanczos5", "area"] = "bilinear"
+    crop_to_aspect_ratio: bool = False
+    pad_to_aspect_ratio: bool = False
+    fill_mode: Literal["constant"] = "constant"
+    fill_value: float = 0.0
+    data_format: DataFormat | None = None
+
+
+class RandomFlip(LayerBase):
+    type: Literal["RandomFlip"]
+    data_format: DataFormat | None = None
+    mode: Literal["horizontal", "vertical", "horizontal_and_vertical"] = "horizontal_and_vertical"
+    seed: Seed | None = None
+
+
+class RandomRotation(LayerBase):
+    type: Literal["RandomRotation"]
+    data_format: DataFormat | None = None
+    factor: float | list[float]
+    fill_mode: FillMode = "reflect"
+    interpolation: Interpolation = "bilinear"
+    seed: Seed | None = None
+    fill_value: float = 0.0
+
+
+class RandomZoom(LayerBase):
+    type: Literal["RandomZoom"]
+    data_format: DataFormat | None = None
+    height_factor: float | list[float]
+    width_factor: float | list[float] | None = None
+    fill_mode: FillMode = "reflect"
+    interpolation: Interpolation = "bilinear"
+    seed: Seed | None = None
+    fill_value: float = 0.0
+
+
+class RandomTranslation(LayerBase):
+    type: Literal["RandomTranslation"]
+    data_format: DataFormat | None = None
+    height_factor: float | list[float]
+    width_factor: float | list[float]
+    fill_mode: FillMode = "reflect"
+    interpolation: Interpolation = "bilinear"
+    seed: Seed | None = None
+    fill_value: float = 0.0
+
+
+class RandomCrop(LayerBase):
+    type: Literal["RandomCrop"]
+    data_format: DataFormat | None = None
+    height: PositiveInt
+    width: PositiveInt
+    seed: Seed | None = None
+
+
+class RandomContrast(LayerBase):
+    type: Literal["RandomContrast"]
+    data_format: DataFormat | None = None
+    factor: float | list[float]
+    value_range: list[float] = Field(default=[0.0, 255.0], min_length=2, max_length=2)
+    seed: Seed | None = None
