@@ -33,7 +33,9 @@ class LayerBase(SpecModel):
         return self.model_dump(exclude=set(NON_KERAS_FIELDS), exclude_none=True)
 
 
-class _Weighted(LayerBase):
+class KernelLayer(LayerBase):
+    """Arguments of layers with a kernel and a bias: activation, initializers, regularizers."""
+
     activation: ActivationName | None = None
     use_bias: bool = True
     kernel_initializer: Initializer = "glorot_uniform"

@@ -5,17 +5,17 @@ from typing import Literal
 from app.ml.layers.base import (
     DataFormat,
     IntOrTuple,
+    KernelLayer,
     LayerBase,
     Padding,
     PositiveInt,
-    _Weighted,
 )
 from app.ml.objects import ActivationName, Constraint, Initializer, Regularizer
 
 # --- convolution ----------------------------------------------------------------------------
 
 
-class _Conv(_Weighted):
+class _Conv(KernelLayer):
     filters: PositiveInt
     kernel_size: IntOrTuple
     strides: IntOrTuple = 1
@@ -38,7 +38,7 @@ class Conv3D(_Conv):
     type: Literal["Conv3D"]
 
 
-class Conv2DTranspose(_Weighted):
+class Conv2DTranspose(KernelLayer):
     type: Literal["Conv2DTranspose"]
     filters: PositiveInt
     kernel_size: IntOrTuple

@@ -7,17 +7,17 @@ from pydantic import Field
 from app.ml.layers.base import (
     DataFormat,
     IntOrTuple,
+    KernelLayer,
     LayerBase,
     PositiveInt,
     Rate,
-    _Weighted,
 )
 from app.ml.objects import ActivationName, Constraint, Initializer, Regularizer, Seed
 
 # --- core -----------------------------------------------------------------------------------
 
 
-class Dense(_Weighted):
+class Dense(KernelLayer):
     type: Literal["Dense"]
     units: PositiveInt
     # Textbook compatibility (`Dense(64, input_dim=100)`): only on the first layer.

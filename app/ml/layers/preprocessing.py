@@ -58,36 +58,31 @@ class RandomFlip(LayerBase):
     seed: Seed | None = None
 
 
-class RandomRotation(LayerBase):
-    type: Literal["RandomRotation"]
+class _GeometricAugmentation(LayerBase):
+    """Arguments shared by the augmentations that move pixels and fill the gaps."""
+
     data_format: DataFormat | None = None
-    factor: float | list[float]
     fill_mode: FillMode = "reflect"
     interpolation: Interpolation = "bilinear"
     seed: Seed | None = None
     fill_value: float = 0.0
 
 
-class RandomZoom(LayerBase):
+class RandomRotation(_GeometricAugmentation):
+    type: Literal["RandomRotation"]
+    factor: float | list[float]
+
+
+class RandomZoom(_GeometricAugmentation):
     type: Literal["RandomZoom"]
-    data_format: DataFormat | None = None
     height_factor: float | list[float]
     width_factor: float | list[float] | None = None
-    fill_mode: FillMode = "reflect"
-    interpolation: Interpolation = "bilinear"
-    seed: Seed | None = None
-    fill_value: float = 0.0
 
 
-class RandomTranslation(LayerBase):
+class RandomTranslation(_GeometricAugmentation):
     type: Literal["RandomTranslation"]
-    data_format: DataFormat | None = None
     height_factor: float | list[float]
     width_factor: float | list[float]
-    fill_mode: FillMode = "reflect"
-    interpolation: Interpolation = "bilinear"
-    seed: Seed | None = None
-    fill_value: float = 0.0
 
 
 class RandomCrop(LayerBase):

@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from app.ml.layers.base import (
+    KernelLayer,
     LayerBase,
     PositiveInt,
     Rate,
@@ -14,20 +15,12 @@ from app.ml.objects import ActivationName, Constraint, Initializer, Regularizer,
 # --- recurrent and attention ----------------------------------------------------------------
 
 
-class _Recurrent(LayerBase):
+class _Recurrent(KernelLayer):
     units: PositiveInt
     activation: ActivationName | None = "tanh"
-    use_bias: bool = True
-    kernel_initializer: Initializer = "glorot_uniform"
     recurrent_initializer: Initializer = "orthogonal"
-    bias_initializer: Initializer = "zeros"
-    kernel_regularizer: Regularizer | None = None
     recurrent_regularizer: Regularizer | None = None
-    bias_regularizer: Regularizer | None = None
-    activity_regularizer: Regularizer | None = None
-    kernel_constraint: Constraint | None = None
     recurrent_constraint: Constraint | None = None
-    bias_constraint: Constraint | None = None
     dropout: Rate = 0.0
     recurrent_dropout: Rate = 0.0
     seed: Seed | None = None
