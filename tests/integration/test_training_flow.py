@@ -120,10 +120,10 @@ def test_a_killed_worker_process_loses_no_job(api: TestClient, worker: Trainyard
     assert done["status"] == "succeeded", done["error"]
     assert done["attempt"] == 2
     events = api.get(f"/v1/jobs/{job['id']}/events").json()
-    assert [e["to_status"] for e in events] == [
-        "queued",
-        "running",
-        "queued",
-        "running",
-        "succeeded",
-    ]
+    # Either the sweep saw the lease expire first (running → queued → running), or Celery's
+    # redelivery reached a fresh child after expiry and reclaimed it directly (running → running).
+    assert [e["to_status"] for e in events] in (
+        ["queued", "running", "queued", "running", "succeeded"],
+        ["queued", "running", "running", "succeeded"],
+    )
+    assert any("lease" in (e["detail"] or "") for e in events)
