@@ -2,10 +2,10 @@
 
 from fastapi import APIRouter
 
-from app.api import datasets, health, jobs, models
+from app.api import datasets, jobs
+from app.api.serving_routes import serving_router
 
 api_router = APIRouter()
-api_router.include_router(health.router)
+api_router.include_router(serving_router)
 api_router.include_router(datasets.router)
 api_router.include_router(jobs.router)
-api_router.include_router(models.router)
