@@ -46,6 +46,9 @@ class Settings(BaseSettings):
         gt=0,
         description="Most bytes of loaded models kept for predict (artifact sizes on disk).",
     )
+    max_predict_bytes: int = Field(
+        default=64 << 20, gt=0, description="Largest predict or infer request body."
+    )
     resolve_ttl_s: float = Field(
         default=1.0,
         ge=0,

@@ -16,6 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from app import __version__
 from app.api.errors import install_error_handlers
+from app.api.fast_path import ServingApp
 from app.api.serving_routes import serving_router
 from app.config import Settings, get_settings
 from app.db.base import utcnow
@@ -41,7 +42,7 @@ def create_app(settings: Settings | None = None, serving_only: bool = False) -> 
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
 
-    app = FastAPI(title="trainyard", version=__version__, lifespan=lifespan)
+    app = ServingApp(title="trainyard", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.serving = ServingService(settings, registry_lookup(settings))
     install_error_handlers(app)

@@ -95,7 +95,7 @@ def seed_mlp(features: int = 100, classes: int = 10, hidden: int = 64, seed: int
     inputs = keras.Input(shape=(features,), name="features")
     x = keras.layers.Dense(hidden, activation="relu")(inputs)
     x = keras.layers.Dense(hidden, activation="relu")(x)
-    outputs = keras.layers.Dense(classes, activation="softmax")(x)
+    outputs = keras.layers.Dense(classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs)
 
 
