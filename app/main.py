@@ -7,6 +7,7 @@ exported to ONNX are served by ONNX Runtime), for processes that only serve pred
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -33,6 +34,10 @@ def create_app(settings: Settings | None = None, serving_only: bool = False) -> 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Everything imported so far lives as long as the process: keep it out of the garbage
+        # collector's full passes, which otherwise walk it all and stall requests (p99).
+        gc.collect()
+        gc.freeze()
         if serving_only:
             yield
             return

@@ -1,9 +1,11 @@
 """Dynamic batching: concurrent requests to one version share a single inference call.
 
-Everything but the inference itself runs on the event loop, so the queue needs no lock. A
-request that finds the model idle is run at the next turn of the loop, together with every
-request that arrived in the same turn (no added latency when the service is quiet); requests
-that arrive while a batch runs form the next batch. `max_latency_ms` > 0 additionally holds a
+Everything but the inference itself runs on the event loop, so the queue needs no lock. For a
+model run inline, the first request of a loop turn runs at once and the requests that arrive
+later in the same turn run as one batch when the turn ends; for a model run in a thread, a
+request that finds it idle runs at the next turn with every request that arrived meanwhile, and
+requests that arrive while a batch runs form the next batch. Neither adds latency when the
+service is quiet. `max_latency_ms` > 0 additionally holds a
 batch open that long to let it fill. A model whose full batch runs in well under a millisecond
 (ONNX Runtime on small models) runs inline on the loop: a thread hop would cost more than the
 inference. Slower models run on the batcher's own thread while the loop keeps serving.
@@ -58,6 +60,7 @@ class Batcher:
         self._queued_rows = 0
         self._scheduled = False
         self._running = False
+        self._turn_busy = False
         self._executor: ThreadPoolExecutor | None = None
 
     @property
@@ -73,6 +76,14 @@ class Batcher:
                 f"{self.max_queued_rows}); retry shortly or send fewer rows per request"
             )
         loop = asyncio.get_running_loop()
+        if self.inline and not self.max_latency_s and not self._turn_busy:
+            # The first request of a loop turn runs now, with no hop through the loop; those
+            # that arrive later in the same turn are batched when it ends (`_end_turn`).
+            self._turn_busy = True
+            loop.call_soon(self._end_turn)
+            if self._on_batch is not None:
+                self._on_batch(rows)
+            return self._run(inputs)
         pending = _Pending(inputs, rows, loop.create_future())
         self._queue.append(pending)
         self._queued_rows += rows
@@ -86,6 +97,10 @@ class Batcher:
             loop.call_soon(self._flush)  # full before its deadline: go now (the timer finds
             # nothing to do, or the next batch, which is then at most max_latency late)
         return await pending.future
+
+    def _end_turn(self) -> None:
+        self._turn_busy = False
+        self._flush()
 
     def _take_batch(self) -> list[_Pending]:
         batch = [self._queue.popleft()]
