@@ -103,6 +103,11 @@ class Settings(BaseSettings):
         description="Log every HTTP request (costs ~10% of a serving process's throughput).",
     )
 
+    def __hash__(self) -> int:
+        # Settings key lru_caches (queue clients); `model_batching` is a dict, so hash the
+        # values as JSON instead of pydantic's tuple of field values.
+        return hash(self.model_dump_json())
+
     def batching_for(self, model: str) -> BatchingOverride:
         """The batching settings that apply to `model`, all fields set."""
         own = self.model_batching.get(model, BatchingOverride())
