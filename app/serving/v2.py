@@ -6,6 +6,7 @@ the JSON header is followed by raw tensors, its length in `Inference-Header-Cont
 each binary tensor gives its size in `parameters.binary_data_size`.
 """
 
+import math
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -106,7 +107,7 @@ def _decode_tensor(tensor: Any, where: str, binary: bytes, offset: int) -> tuple
     shape = tensor["shape"]
     if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
         raise BadRequest(f"{where}: shape must be a list of non-negative integers")
-    count = int(np.prod(shape)) if shape else 1
+    count = math.prod(shape)
     parameters = tensor.get("parameters") or {}
     size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
     if size is not None:
@@ -136,6 +137,8 @@ def _from_json(data: Any, dtype: np.dtype[Any], datatype: str, where: str) -> np
         if datatype == "BYTES":
             flat = np.asarray(data, dtype=object).reshape(-1)
             return np.array([_as_bytes(v) for v in flat], dtype=object)
+        if dtype.kind == "f":  # the common case, converted in one step
+            return np.asarray(data, dtype=dtype)
         array = np.asarray(data)
         if datatype == "BOOL" and array.dtype != bool:
             raise BadRequest(f"{where}: BOOL data must be true or false")
@@ -146,7 +149,7 @@ def _from_json(data: Any, dtype: np.dtype[Any], datatype: str, where: str) -> np
         return array.astype(dtype, copy=False)
     except ValueError as exc:
         raise BadRequest(
-            f"{where}: data must be a flat or nested list in row-major order; {exc}"
+            f"{where}: {datatype} data must be numbers in a flat or nested list (row-major); {exc}"
         ) from exc
 
 
