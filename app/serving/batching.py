@@ -48,7 +48,7 @@ class Batcher:
         max_latency_ms: float,
         max_queued_rows: int,
         inline: bool,
-        on_batch: Callable[[int], None] | None = None,
+        on_batch: Callable[[float], None] | None = None,
     ) -> None:
         self._run = run
         self.max_batch_size = max_batch_size

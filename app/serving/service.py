@@ -3,7 +3,7 @@
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -138,7 +138,7 @@ class ServingService:
             max_latency_ms=batching.max_latency_ms,
             max_queued_rows=batching.max_queued_rows,
             inline=inline,
-            on_batch=_observer(version_metrics.batch_rows.observe),
+            on_batch=version_metrics.batch_rows.observe,
         )
         nbytes = served.path.stat().st_size
         load_s = time.perf_counter() - started
@@ -160,7 +160,3 @@ def _outcome(exc: BaseException) -> str:
     if isinstance(exc, TooManyRequests):
         return "overloaded"
     return "client_error" if isinstance(exc, BadRequest) else "error"
-
-
-def _observer(observe: Callable[[float], None]) -> Callable[[int], None]:
-    return lambda rows: observe(rows)
