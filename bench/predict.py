@@ -259,7 +259,7 @@ def versions() -> str:
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[
         0
     ]
-    return ", ".join(names) + f", {wrk_version.strip()}"
+    return ", ".join(names) + f", {wrk_version.split(' Copyright')[0].strip()}"
 
 
 def machine() -> str:
@@ -364,6 +364,12 @@ def main() -> None:
     # MLflow, default and with save_exported_model=True
     if args.mlflow_venv is not None:
         python = args.mlflow_venv / "bin" / "python"
+        mlflow_version = subprocess.run(
+            [str(python), "-c", "import mlflow; print(mlflow.__version__)"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        header += f"; MLflow {mlflow_version} (its own venv)"
         for exported in (False, True):
             label = "MLflow serve" + (" (save_exported_model)" if exported else "")
             model_dir = workdir / ("mlflow-exported" if exported else "mlflow-default")
