@@ -23,6 +23,14 @@ log = logging.getLogger("trainyard")
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    serving_only: Annotated[
+        bool,
+        typer.Option(
+            "--serving-only",
+            help="Serve predictions only (/v1/models, /v2, health, metrics): no datasets or "
+            "jobs, no worker, no TensorFlow for versions exported to ONNX.",
+        ),
+    ] = False,
 ) -> None:
     """Run the HTTP API. In embedded mode (no TRAINYARD_BROKER_URL) also start a worker."""
     import uvicorn
@@ -32,17 +40,28 @@ def serve(
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
     upgrade_to_head(settings)
-    worker = _start_embedded_worker() if settings.runs_embedded_worker else None
+    worker = _start_embedded_worker() if settings.runs_embedded_worker and not serving_only else None
     log.info(
         "serving on http://%s:%s (database %s, broker %s, %s)",
         host,
         port,
         settings.sqlalchemy_url.split("@")[-1],  # no credentials in logs
         settings.celery_broker_url.split("@")[-1],
-        "embedded worker" if worker else "external workers",
+        "serving only" if serving_only else "embedded worker" if worker else "external workers",
     )
+    factory = "app.main:create_serving_app" if serving_only else "app.main:create_app"
     try:
-        uvicorn.run("app.main:create_app", factory=True, host=host, port=port, log_config=None)
+        uvicorn.run(
+            factory,
+            factory=True,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=settings.access_log,
+            # uvloop and httptools: the C event loop and HTTP parser (uvicorn[standard]).
+            loop="uvloop",
+            http="httptools",
+        )
     finally:
         if worker is not None:
             _stop(worker)

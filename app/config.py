@@ -3,8 +3,18 @@
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class BatchingOverride(BaseModel):
+    """Batching settings for one model name; unset fields keep the process-wide value."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_batch_size: int | None = Field(default=None, gt=0)
+    max_latency_ms: float | None = Field(default=None, ge=0)
+    max_queued_rows: int | None = Field(default=None, gt=0)
 
 
 class Settings(BaseSettings):
@@ -27,6 +37,39 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=1 << 30, gt=0, description="Largest dataset upload.")
     max_params: int = Field(default=50_000_000, gt=0, description="Largest model, in parameters.")
     model_cache_size: int = Field(default=8, gt=0, description="Loaded models kept for predict.")
+    model_cache_bytes: int = Field(
+        default=2 << 30,
+        gt=0,
+        description="Most bytes of loaded models kept for predict (artifact sizes on disk).",
+    )
+    max_predict_bytes: int = Field(default=64 << 20, gt=0, description="Largest predict or infer request body.")
+    resolve_ttl_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="How long a serving process trusts a name or label → version resolution.",
+    )
+    max_batch_size: int = Field(
+        default=64, gt=0, description="Most rows one inference call takes from queued requests."
+    )
+    max_latency_ms: float = Field(
+        default=0.0,
+        ge=0,
+        description="Longest a request waits for others to join its batch (0: no waiting).",
+    )
+    max_queued_rows: int = Field(
+        default=4096,
+        gt=0,
+        description="Rows waiting per model version before predict answers 429.",
+    )
+    inline_inference_max_ms: float = Field(
+        default=1.0,
+        ge=0,
+        description="A model whose full batch runs faster than this runs on the event loop.",
+    )
+    model_batching: dict[str, BatchingOverride] = Field(
+        default_factory=dict,
+        description='Per-model batching, e.g. {"classic": {"max_batch_size": 16}} (JSON).',
+    )
     job_lease_s: float = Field(
         default=30.0,
         gt=0,
@@ -47,6 +90,24 @@ class Settings(BaseSettings):
     )
     log_level: str = Field(default="INFO", description="Python log level.")
     log_json: bool = Field(default=False, description="Log one JSON object per line.")
+    access_log: bool = Field(
+        default=True,
+        description="Log every HTTP request (costs ~10% of a serving process's throughput).",
+    )
+
+    def __hash__(self) -> int:
+        # Settings key lru_caches (queue clients); `model_batching` is a dict, so hash the
+        # values as JSON instead of pydantic's tuple of field values.
+        return hash(self.model_dump_json())
+
+    def batching_for(self, model: str) -> BatchingOverride:
+        """The batching settings that apply to `model`, all fields set."""
+        own = self.model_batching.get(model, BatchingOverride())
+        return BatchingOverride(
+            max_batch_size=own.max_batch_size or self.max_batch_size,
+            max_latency_ms=self.max_latency_ms if own.max_latency_ms is None else own.max_latency_ms,
+            max_queued_rows=own.max_queued_rows or self.max_queued_rows,
+        )
 
     @property
     def home_dir(self) -> Path:

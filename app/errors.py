@@ -5,6 +5,7 @@ class TrainyardError(Exception):
     """Base of the errors a client can act on. `detail` may carry structured context."""
 
     status_code = 400
+    headers: dict[str, str] | None = None
 
     def __init__(self, message: str, detail: object = None) -> None:
         super().__init__(message)
@@ -36,3 +37,13 @@ class BadRequest(TrainyardError):
 
 class Unavailable(TrainyardError):
     status_code = 503
+
+
+class TooManyRequests(TrainyardError):
+    """A bounded queue is full; the client should retry after `Retry-After` seconds."""
+
+    status_code = 429
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": str(retry_after_s)}

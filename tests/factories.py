@@ -83,3 +83,81 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def seed_mlp(features: int = 100, classes: int = 10, hidden: int = 64, seed: int = 0) -> Any:
+    """The seed MLP (features → hidden relu → hidden relu → classes softmax), untrained."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(shape=(features,), name="features")
+    x = keras.layers.Dense(hidden, activation="relu")(inputs)
+    x = keras.layers.Dense(hidden, activation="relu")(x)
+    outputs = keras.layers.Dense(classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs)
+
+
+def two_input_model(seed: int = 0) -> Any:
+    """Inputs `a` (3 floats) and `b` (2 int32s); outputs `scores` (2) and `value` (1)."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    a = keras.Input(shape=(3,), name="a")
+    b = keras.Input(shape=(2,), name="b", dtype="int32")
+    joined = keras.layers.Concatenate()([a, keras.ops.cast(b, "float32")])
+    scores = keras.layers.Dense(2, activation="softmax", name="scores")(joined)
+    value = keras.layers.Dense(1, name="value")(joined)
+    return keras.Model({"a": a, "b": b}, {"scores": scores, "value": value})
+
+
+def register_version(settings: Any, name: str, model: Any, onnx: bool = True) -> int:
+    """Register `model` as the next version of `name`, as the worker does (without training):
+    a succeeded job, model.keras, and model.onnx unless `onnx` is False. Returns the version."""
+    import uuid
+
+    from app.db.session import session_scope
+    from app.jobs.repository import next_version
+    from app.ml.export import RUNTIME_KERAS, export_for_serving, serving_signature
+    from app.ml.training import save_atomically
+    from app.models import Job, JobStatus, ModelVersion
+
+    job_id = uuid.uuid4().hex
+    relative = Path("jobs") / job_id / "attempt-1" / "model.keras"
+    save_atomically(model, settings.artifacts_dir / relative)
+    if onnx:
+        serving = export_for_serving(model, settings.artifacts_dir / relative.with_name("model.onnx"))
+        runtime, signature, check = serving.runtime, serving.signature, serving.check
+    else:
+        runtime, signature, check = RUNTIME_KERAS, serving_signature(model), {}
+    with session_scope(settings.sqlalchemy_url) as session:
+        version = next_version(session, name)
+        session.add(
+            Job(
+                id=job_id,
+                name=name,
+                status=JobStatus.SUCCEEDED,
+                dataset_id="none",
+                spec={},
+                register_as=name,
+                queue="training",
+                request_hash="0" * 64,
+                epochs=1,
+                attempt=1,
+                model_name=name,
+                model_version=version,
+            )
+        )
+        session.flush()
+        session.add(
+            ModelVersion(
+                name=name,
+                version=version,
+                job_id=job_id,
+                artifact_path=str(relative),
+                signature=dict(signature, classes=None),
+                serving_runtime=runtime,
+                serving_path=str(relative.with_name("model.onnx")) if runtime == "onnx" else None,
+                serving_check=check,
+            )
+        )
+    return int(version)

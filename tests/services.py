@@ -1,6 +1,7 @@
 """Real services for integration and end-to-end tests: a fresh PostgreSQL database, a Redis
 database, and `trainyard` subprocesses whose logs are kept for the failure report."""
 
+import json
 import os
 import subprocess
 import sys
@@ -48,9 +49,9 @@ def fresh_redis_url() -> str:
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that gives a subprocess the same settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINYARD_")}
-    for name, value in settings.model_dump().items():
+    for name, value in settings.model_dump(mode="json").items():
         if value is not None:
-            env[f"TRAINYARD_{name.upper()}"] = str(value)
+            env[f"TRAINYARD_{name.upper()}"] = json.dumps(value) if isinstance(value, dict | list) else str(value)
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     return env
 

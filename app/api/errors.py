@@ -44,7 +44,7 @@ def _message(msg: str) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TrainyardError)
     async def _domain_error(_: Request, exc: TrainyardError) -> JSONResponse:
-        return error_response(exc.status_code, exc.message, exc.detail)
+        return error_response(exc.status_code, exc.message, exc.detail, exc.headers)
 
     @app.exception_handler(BadCursor)
     async def _bad_cursor(_: Request, exc: BadCursor) -> JSONResponse:

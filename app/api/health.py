@@ -46,3 +46,11 @@ def metrics() -> Response:
 def _ping_database(url: str) -> None:
     with get_engine(url).connect() as connection:
         connection.execute(text("SELECT 1"))
+
+
+def database_reachable(url: str) -> bool:
+    try:
+        _ping_database(url)
+    except Exception:
+        return False
+    return True

@@ -1,13 +1,14 @@
 """/v1/models: registry status and metadata, labels, artifacts and TF Serving-style predict."""
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
-from app.api.deps import PredictorDep, SessionDep, SettingsDep
+from app.api.deps import ServingDep, SessionDep, SettingsDep
 from app.errors import NotFound
+from app.models import ModelVersion
 from app.registry import service
 from app.registry.schemas import (
     PREDICT_BODY,
@@ -17,13 +18,14 @@ from app.registry.schemas import (
     ModelMetadata,
     ModelStatus,
 )
-from app.serving.predict import parse_predict_body
+from app.serving.service import ServingService
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 ModelName = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
 Label = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 Version = Annotated[int, Path(ge=1)]
+JSON = "application/json"
 
 
 @router.get("", response_model=ModelList)
@@ -32,18 +34,32 @@ def list_models(session: SessionDep) -> ModelList:
 
 
 @router.get("/{name}", response_model=ModelStatus)
-def model_status(name: ModelName, session: SessionDep) -> ModelStatus:
-    return ModelStatus.of(service.versions(session, name))
+async def model_status(name: ModelName, session: SessionDep, serving: ServingDep) -> ModelStatus:
+    return await _status(session, serving, name)
 
 
 @router.get("/{name}/versions/{version}", response_model=ModelStatus)
-def version_status(name: ModelName, version: Version, session: SessionDep) -> ModelStatus:
-    return ModelStatus.of(service.versions(session, name, version=version))
+async def version_status(name: ModelName, version: Version, session: SessionDep, serving: ServingDep) -> ModelStatus:
+    return await _status(session, serving, name, version=version)
 
 
 @router.get("/{name}/labels/{label}", response_model=ModelStatus)
-def label_status(name: ModelName, label: Label, session: SessionDep) -> ModelStatus:
-    return ModelStatus.of(service.versions(session, name, label=label))
+async def label_status(name: ModelName, label: Label, session: SessionDep, serving: ServingDep) -> ModelStatus:
+    return await _status(session, serving, name, label=label)
+
+
+async def _status(
+    session: SessionDep,
+    serving: ServingService,
+    name: str,
+    version: int | None = None,
+    label: str | None = None,
+) -> ModelStatus:
+    # The version a bare name, version or label serves is loaded (and warmed) first: it is
+    # AVAILABLE once that is done. Other versions show what this process holds.
+    versions = await run_in_threadpool(service.versions, session, name, version, label)
+    await serving.try_load(name, version, label)
+    return ModelStatus.of(versions, serving.states(versions))
 
 
 @router.get("/{name}/metadata", response_model=ModelMetadata)
@@ -56,10 +72,21 @@ def version_metadata(name: ModelName, version: Version, session: SessionDep) -> 
     return ModelMetadata.of(service.resolve(session, name, version=version))
 
 
+@router.get("/{name}/labels/{label}/metadata", response_model=ModelMetadata)
+def label_metadata(name: ModelName, label: Label, session: SessionDep) -> ModelMetadata:
+    return ModelMetadata.of(service.resolve(session, name, label=label))
+
+
 @router.put("/{name}/labels/{label}", response_model=ModelStatus)
-def set_label(name: ModelName, label: Label, body: LabelUpdate, session: SessionDep) -> ModelStatus:
-    service.set_label(session, name, label, body.version)
-    return ModelStatus.of(service.versions(session, name, label=label))
+async def set_label(
+    name: ModelName, label: Label, body: LabelUpdate, session: SessionDep, serving: ServingDep
+) -> ModelStatus:
+    # Warm the new version before the label moves: requests never wait for its load.
+    target: ModelVersion = await run_in_threadpool(service.resolve, session, name, body.version)
+    await serving.warm(serving.describe(target))
+    await run_in_threadpool(service.set_label, session, name, label, body.version)
+    serving.forget(name)
+    return ModelStatus.of([target], serving.states([target]))
 
 
 @router.get("/{name}/versions/{version}/artifact")
@@ -71,43 +98,21 @@ def download_artifact(name: ModelName, version: Version, session: SessionDep, se
     return FileResponse(path, media_type="application/octet-stream", filename=f"{name}-v{version}.keras")
 
 
+# Predict parses the body by hand: TF Serving clients (and `curl -d`) often send no JSON content
+# type, and per-element pydantic validation of large inputs is slow; shapes are checked once.
 @router.post("/{name}:predict", openapi_extra=PREDICT_BODY)
-async def predict_latest(
-    name: ModelName, request: Request, session: SessionDep, predictor: PredictorDep
-) -> dict[str, Any]:
-    return await _predict(request, session, predictor, name)
+async def predict_latest(name: ModelName, request: Request, serving: ServingDep) -> Response:
+    model = await serving.model(name)
+    return Response(await serving.predict_tfserving(model, await request.body()), media_type=JSON)
 
 
 @router.post("/{name}/versions/{version}:predict", openapi_extra=PREDICT_BODY)
-async def predict_version(
-    name: ModelName,
-    version: Version,
-    request: Request,
-    session: SessionDep,
-    predictor: PredictorDep,
-) -> dict[str, Any]:
-    return await _predict(request, session, predictor, name, version=version)
+async def predict_version(name: ModelName, version: Version, request: Request, serving: ServingDep) -> Response:
+    model = await serving.model(name, version=version)
+    return Response(await serving.predict_tfserving(model, await request.body()), media_type=JSON)
 
 
 @router.post("/{name}/labels/{label}:predict", openapi_extra=PREDICT_BODY)
-async def predict_label(
-    name: ModelName, label: Label, request: Request, session: SessionDep, predictor: PredictorDep
-) -> dict[str, Any]:
-    return await _predict(request, session, predictor, name, label=label)
-
-
-async def _predict(
-    request: Request,
-    session: SessionDep,
-    predictor: PredictorDep,
-    name: str,
-    version: int | None = None,
-    label: str | None = None,
-) -> dict[str, Any]:
-    # Parsed by hand: TF Serving clients (and `curl -d`) often send no JSON content type, and
-    # per-element pydantic validation of large inputs is slow; shapes are checked once instead.
-    body = parse_predict_body(await request.body())
-    found = await run_in_threadpool(service.resolve, session, name, version, label)
-    if "instances" in body:
-        return {"predictions": await run_in_threadpool(predictor.predict_rows, found, body["instances"])}
-    return {"outputs": await run_in_threadpool(predictor.predict_rows, found, body["inputs"])}
+async def predict_label(name: ModelName, label: Label, request: Request, serving: ServingDep) -> Response:
+    model = await serving.model(name, label=label)
+    return Response(await serving.predict_tfserving(model, await request.body()), media_type=JSON)

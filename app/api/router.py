@@ -2,11 +2,11 @@
 
 from fastapi import APIRouter
 
-from app.api import datasets, health, jobs, models, spec
+from app.api import datasets, jobs, spec
+from app.api.serving_routes import serving_router
 
 api_router = APIRouter()
-api_router.include_router(health.router)
+api_router.include_router(serving_router)
 api_router.include_router(datasets.router)
 api_router.include_router(jobs.router)
-api_router.include_router(models.router)
 api_router.include_router(spec.router)

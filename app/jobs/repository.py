@@ -168,11 +168,12 @@ def succeed_and_register(
     signature: dict[str, Any],
     metrics: dict[str, Any],
     retries: int = 5,
+    serving: dict[str, Any] | None = None,
 ) -> ModelVersion | None:
     """Mark the running attempt succeeded and register its model, in one transaction.
 
     Returns None (nothing written) when the attempt no longer owns the job or a cancel
-    was asked for meanwhile.
+    was asked for meanwhile. `serving` holds the ModelVersion's `serving_*` columns.
     """
     for _ in range(retries):
         version = next_version(session, job.register_as)
@@ -184,6 +185,7 @@ def succeed_and_register(
             artifact_path=artifact_path,
             signature=signature,
             metrics=metrics,
+            **(serving or {}),
         )
         if not transition(
             session,

@@ -12,7 +12,7 @@ import traceback
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from app.config import Settings
 from app.datasets import repository as datasets
@@ -113,16 +113,40 @@ def _train_save_register(
     relative = Path("jobs") / job.id / f"attempt-{job.attempt}" / "model.keras"
     artifact = settings.artifacts_dir / relative
     training.save_atomically(result.model, artifact)
-    signature = training.signature_of(result.model)
-    signature["classes"] = dataset.target.get("classes")
+    serving = _export_for_serving(result.model, relative, settings)
+    signature = dict(serving.signature, classes=dataset.target.get("classes"))
+    serving_path = relative.with_name("model.onnx") if serving.path is not None else None
     with session_scope(settings.sqlalchemy_url) as session:
-        version = repository.succeed_and_register(session, job, str(relative), signature, result.final_logs)
+        version = repository.succeed_and_register(
+            session,
+            job,
+            str(relative),
+            signature,
+            result.final_logs,
+            serving={
+                "serving_runtime": serving.runtime,
+                "serving_path": str(serving_path) if serving_path else None,
+                "serving_check": serving.check,
+            },
+        )
     if version is None:
         artifact.unlink(missing_ok=True)
+        if serving.path is not None:
+            serving.path.unlink(missing_ok=True)
         log.info("the job was cancelled or reclaimed while saving; model discarded")
         return _finish(settings, job, JobStatus.CANCELLED, detail="cancelled while saving")
     log.info("succeeded: registered %s version %s", version.name, version.version)
     return JobStatus.SUCCEEDED
+
+
+def _export_for_serving(model: Any, relative: Path, settings: Settings) -> Any:
+    """Export the inference artifact beside model.keras, checked against the model (app.ml)."""
+    from app.ml import export  # Keras: imported in the child process only
+
+    onnx_path = settings.artifacts_dir / relative.with_name("model.onnx")
+    result = export.export_for_serving(model, onnx_path)
+    log.info("serving runtime %s (%s)", result.runtime, result.check)
+    return result
 
 
 def _finish(

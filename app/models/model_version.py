@@ -22,6 +22,13 @@ class ModelVersion(Base):
     # {"inputs": [{"name", "shape", "dtype"}], "outputs": [...], "classes": [...] | None}
     signature: Mapped[dict[str, Any]]
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # What serves this version: "onnx" (serving_path, run by ONNX Runtime) or "keras" (the
+    # .keras file). Versions registered before serving artifacts existed are served by Keras.
+    serving_runtime: Mapped[str] = mapped_column(String(16), default="keras", server_default="keras")
+    # path of the exported inference artifact (model.onnx) relative to the artifacts root
+    serving_path: Mapped[str | None] = mapped_column(String(300), default=None)
+    # how the export was checked against the Keras model (max_abs_diff), or why it fell back
+    serving_check: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -52,3 +52,45 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield Server(url=url, settings=settings, process=process)
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="session")
+def serving_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """`trainyard serve --serving-only` on its own home, with models registered beforehand:
+    `tiny` (4 → 3, two versions, label `production` → 1) and `pair` (two inputs, two outputs).
+    """
+    from app.db.migrate import upgrade_to_head
+    from tests.factories import register_version, seed_mlp, two_input_model
+
+    home = Path(tmp_path_factory.mktemp("serving-home"))
+    settings = Settings(home=home, resolve_ttl_s=0.2, access_log=False)
+    upgrade_to_head(settings)
+    register_version(settings, "tiny", seed_mlp(features=4, classes=3, hidden=8, seed=1))
+    register_version(settings, "tiny", seed_mlp(features=4, classes=3, hidden=8, seed=2))
+    register_version(settings, "pair", two_input_model())
+    _set_label(settings, "tiny", "production", 1)
+    port = free_port()
+    process = TrainyardProcess(["serve", "--serving-only", "--port", str(port)], settings, home.parent / "serving.log")
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        if process.process.poll() is not None:
+            raise AssertionError(f"serve exited:\n{process.log()[-5000:]}")
+        try:
+            return httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(ready, timeout=60, interval=0.2, what="the serving process to be ready")
+        yield Server(url=url, settings=settings, process=process)
+    finally:
+        process.stop()
+
+
+def _set_label(settings: Settings, name: str, label: str, version: int) -> None:
+    from app.db.session import session_scope
+    from app.registry import repository
+
+    with session_scope(settings.sqlalchemy_url) as session:
+        repository.set_label(session, name, label, version)

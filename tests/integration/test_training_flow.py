@@ -53,6 +53,8 @@ def test_upload_train_poll_and_predict(api: TestClient, worker: TrainyardProcess
 
     status = api.get("/v1/models/flow-model").json()["model_version_status"]
     assert status[0]["version"] == "1" and status[0]["state"] == "AVAILABLE"
+    serving = api.get("/v1/models/flow-model/metadata").json()["metadata"]["serving"]
+    assert serving["runtime"] == "onnx" and serving["check"]["max_abs_diff"] < 1e-4
     predictions = api.post("/v1/models/flow-model:predict", json={"instances": [[0.1, 0.2, 0.3, 0.4]] * 2})
     assert predictions.status_code == 200
     rows = predictions.json()["predictions"]

@@ -84,3 +84,11 @@ def test_docker_compose_accepts_the_file() -> None:
             text=True,
         )
         assert result.returncode == 0, result.stderr
+
+
+def test_settings_with_per_model_batching_can_key_a_cache() -> None:
+    settings = Settings(model_batching={"classic": {"max_batch_size": 16}})
+
+    assert hash(settings) == hash(Settings(model_batching={"classic": {"max_batch_size": 16}}))
+    assert settings.batching_for("classic").max_batch_size == 16
+    assert settings.batching_for("other").max_batch_size == settings.max_batch_size
