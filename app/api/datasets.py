@@ -7,6 +7,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from app.api.deps import SessionDep, SettingsDep
 from app.datasets import service
+from app.datasets.parsing import FORMATS
 from app.datasets.schemas import DatasetOut, DatasetPage
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
@@ -22,10 +23,11 @@ UPLOAD_BODY = {
                     "properties": {
                         "file": {"type": "string", "format": "binary"},
                         "name": {"type": "string"},
-                        "format": {"type": "string", "enum": ["csv", "npz"]},
+                        "format": {"type": "string", "enum": list(FORMATS)},
                         "target": {
                             "type": "string",
-                            "description": "label column(s), comma-separated",
+                            "description": "tabular: label column(s), comma-separated; "
+                            "default: the last column",
                         },
                     },
                 }

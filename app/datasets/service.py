@@ -10,17 +10,17 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.datasets import repository
-from app.datasets.parsing import DatasetError, detect_format, parse_file
+from app.datasets.parsing import ParseOptions, parse_file
+from app.datasets.schema import DatasetError, ParseLimits
 from app.datasets.upload import BadUpload, ReceivedUpload, UploadTooLarge, receive_upload
 from app.db.pagination import Page
 from app.errors import BadRequest, Conflict, InvalidInput, NotFound, PayloadTooLarge
-from app.ml.data import save_arrays
 from app.models import Dataset
 
 log = logging.getLogger(__name__)
 
-# Unpacked .npz archives may be this many times larger than the upload limit.
-NPZ_UNPACK_FACTOR = 8
+# Unpacked archives (.npz) may be this many times larger than the upload limit.
+UNPACK_FACTOR = 8
 
 
 def incoming_dir(settings: Settings) -> Path:
@@ -52,30 +52,31 @@ def ingest(session: Session, settings: Settings, upload: ReceivedUpload) -> Data
 
     Blocking (parsing is CPU work): call it from a worker thread.
     """
+    try:
+        options = ParseOptions.from_form(upload.filename, upload.fields)
+    except DatasetError as exc:
+        _discard(upload.path)
+        raise InvalidInput(f"{upload.filename}: {exc}") from exc
+
     dataset_id = uuid.uuid4().hex
     staging = incoming_dir(settings) / dataset_id
     final = settings.datasets_dir / dataset_id
     try:
-        fmt = detect_format(upload.filename, upload.fields.get("format"))
-        parsed = parse_file(
-            upload.path,
-            fmt,
-            target=upload.fields.get("target") or None,
-            max_unpacked_bytes=settings.max_upload_bytes * NPZ_UNPACK_FACTOR,
-        )
         staging.mkdir()
-        save_arrays(staging, parsed.x, parsed.y)
-        upload.path.rename(staging / f"source.{fmt}")
+        stored = parse_file(upload.path, options, parse_limits(settings), staging)
+        upload.path.rename(staging / f"source.{options.format}")
         staging.rename(final)  # atomic: the dataset directory appears whole or not at all
         dataset = Dataset(
             id=dataset_id,
             name=(upload.fields.get("name") or Path(upload.filename).stem or dataset_id)[:200],
-            format=fmt,
+            format=options.format,
             sha256=upload.sha256,
+            options_hash=options.digest(),
             size_bytes=upload.size_bytes,
-            n_rows=parsed.n_rows,
-            features=parsed.features,
-            target=parsed.target,
+            n_rows=stored.n_rows,
+            features=stored.features,
+            target=stored.target,
+            stats=stored.stats,
             storage_path=dataset_id,
         )
         session.add(dataset)
@@ -90,10 +91,18 @@ def ingest(session: Session, settings: Settings, upload: ReceivedUpload) -> Data
     log.info(
         "dataset %s stored: %s rows, features %s",
         dataset_id,
-        parsed.n_rows,
-        parsed.features["shape"],
+        stored.n_rows,
+        stored.features["shape"],
     )
     return dataset
+
+
+def parse_limits(settings: Settings) -> ParseLimits:
+    return ParseLimits(
+        max_columns=settings.max_columns,
+        max_categories=settings.max_categories,
+        max_unpacked_bytes=settings.max_upload_bytes * UNPACK_FACTOR,
+    )
 
 
 def get(session: Session, dataset_id: str) -> Dataset:

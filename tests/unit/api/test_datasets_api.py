@@ -1,11 +1,24 @@
-"""/v1/datasets over HTTP: upload, limits, errors, listing, deletion."""
+"""/v1/datasets over HTTP: every format, limits, errors, listing, deletion."""
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from app.config import Settings
-from tests.factories import classification_arrays, csv_bytes, npz_bytes
+from app.db.migrate import upgrade_to_head
+from app.main import create_app
+from tests.factories import (
+    classification_arrays,
+    csv_bytes,
+    csv_from_columns,
+    jsonl_bytes,
+    mixed_columns,
+    npz_bytes,
+    parquet_bytes,
+)
 
 
 def leftovers(settings: Settings) -> list[Path]:
@@ -46,9 +59,6 @@ def test_an_unparseable_csv_is_a_422_naming_the_line_and_leaves_nothing(
 
 
 def test_a_chunked_upload_over_the_limit_is_a_413_and_leaves_nothing(tmp_path: Path) -> None:
-    from app.db.migrate import upgrade_to_head
-    from app.main import create_app
-
     small = Settings(home=tmp_path / "small", max_upload_bytes=20_000)
     upgrade_to_head(small)
     body = (
@@ -79,7 +89,7 @@ def test_a_request_without_a_file_part_is_a_400(client: TestClient) -> None:
 
 def test_listing_is_newest_first_and_paginates_with_a_cursor(client: TestClient) -> None:
     ids = [
-        client.post("/v1/datasets", files={"file": (f"d{i}.csv", csv_bytes())}).json()["id"]
+        client.post("/v1/datasets", files={"file": (f"d{i}.csv", csv_bytes(seed=i))}).json()["id"]
         for i in range(3)
     ]
     first = client.get("/v1/datasets", params={"limit": 2}).json()
@@ -108,3 +118,95 @@ def test_a_dataset_with_a_queued_job_cannot_be_deleted(client: TestClient, datas
     response = client.delete(f"/v1/datasets/{dataset_id}")
     assert response.status_code == 409
     assert "queued or running" in response.json()["error"]
+
+
+# --- formats -------------------------------------------------------------------------------------
+
+FORMATS: dict[str, tuple[str, bytes, dict[str, str]]] = {
+    "csv": ("pets.csv", csv_from_columns(mixed_columns()), {}),
+    "parquet": ("pets.parquet", parquet_bytes(mixed_columns()), {}),
+    "jsonl": ("pets.jsonl", jsonl_bytes(mixed_columns()), {}),
+}
+
+
+def upload(client: TestClient, filename: str, data: bytes, **fields: str) -> Any:
+    return client.post("/v1/datasets", files={"file": (filename, data)}, data=fields)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "jsonl"])
+def test_tabular_formats_upload_with_text_features_as_categories(
+    client: TestClient, fmt: str
+) -> None:
+    response = upload(client, *FORMATS[fmt][:2])
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["format"] == fmt and body["n_rows"] == 6
+    assert body["features"]["columns"] == ["size", "colour"]
+    assert body["features"]["column_types"][1]["vocabulary"] == ["blue", "green", "red", None]
+    assert body["target"]["classes"] == ["cat", "dog"]
+
+
+def test_the_format_field_names_the_format_of_a_file_without_extension(
+    client: TestClient,
+) -> None:
+    response = upload(client, "export", jsonl_bytes(mixed_columns()), format="jsonl")
+    assert response.status_code == 201 and response.json()["format"] == "jsonl"
+
+
+def stored_dirs(settings: Settings) -> list[Path]:
+    return [p for p in settings.datasets_dir.iterdir() if not p.name.startswith(".")]
+
+
+# --- bad data: 4xx naming the place, nothing left behind ----------------------------------------
+
+BAD_UPLOADS = [
+    (
+        "d.csv",
+        b"a,b,label\n1,2,0\n3,,1\n",
+        {},
+        "column 'b' has an empty or NaN value at data row 2",
+    ),
+    ("d.csv", b"a,b,label\n", {}, "the CSV has no data rows"),
+    ("d.csv", b"a,label\n1,x\n2,x\n", {}, "target column 'label' has a single class ('x')"),
+    ("d.csv", b"a,b,label\n1,\xff,0\n", {}, "line 2 is not valid UTF-8"),
+    ("d.jsonl", b'{"a": 1, "y": 0}\n{"a": 2, "y": }\n', {}, "line 2 is not valid JSON"),
+    ("d.parquet", b"PAR1 but not really", {}, "not a valid Parquet file"),
+    ("d.xlsx", b"PK", {}, "unsupported format 'xlsx'"),
+]
+
+
+@pytest.mark.parametrize(("filename", "data", "fields", "message"), BAD_UPLOADS)
+def test_bad_data_is_a_422_that_says_where_and_leaves_nothing(
+    client: TestClient,
+    settings: Settings,
+    filename: str,
+    data: bytes,
+    fields: dict[str, str],
+    message: str,
+) -> None:
+    response = upload(client, filename, data, **fields)
+    assert response.status_code == 422
+    assert message in response.json()["error"]
+    assert response.json()["error"].startswith(f"{filename}: ")
+    assert leftovers(settings) == [] and stored_dirs(settings) == []
+
+
+@pytest.fixture
+def narrow_client(tmp_path: Path) -> Iterator[TestClient]:
+    """An API whose limits are tiny: 3 columns, 2 categories per text column."""
+    narrow = Settings(home=tmp_path / "narrow", max_columns=3, max_categories=2)
+    upgrade_to_head(narrow)
+    with TestClient(create_app(narrow)) as test_client:
+        yield test_client
+
+
+def test_more_columns_than_max_columns_is_a_422(narrow_client: TestClient) -> None:
+    response = upload(narrow_client, "wide.csv", csv_bytes(rows=5, features=3))
+    assert response.status_code == 422
+    assert "4 columns, over the limit of 3 (TRAINYARD_MAX_COLUMNS)" in response.json()["error"]
+
+
+def test_a_text_column_over_max_categories_is_a_422(narrow_client: TestClient) -> None:
+    response = upload(narrow_client, "pets.csv", csv_from_columns(mixed_columns()))
+    assert response.status_code == 422
+    assert "column 'colour' has more than 2 distinct values" in response.json()["error"]
