@@ -39,6 +39,9 @@ class Settings(BaseSettings):
         gt=0,
         description="Most distinct values a text feature column may have (stored as categories).",
     )
+    max_archive_files: int = Field(
+        default=100_000, gt=0, description="Most entries an uploaded ZIP of images may hold."
+    )
     max_params: int = Field(default=50_000_000, gt=0, description="Largest model, in parameters.")
     model_cache_size: int = Field(default=8, gt=0, description="Loaded models kept for predict.")
     job_lease_s: float = Field(

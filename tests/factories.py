@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -11,6 +12,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from PIL import Image
 
 from app.datasets.parsing import ParseOptions, parse_file
 from app.datasets.schema import ParseLimits, StoredDataset
@@ -87,6 +89,35 @@ def csv_from_columns(columns: dict[str, list[Any]]) -> bytes:
     return out.getvalue().encode()
 
 
+def image_bytes(
+    colour: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (12, 10), fmt: str = "PNG"
+) -> bytes:
+    """A solid `colour` image, `size` = (width, height) as Pillow counts."""
+    out = io.BytesIO()
+    Image.new("RGB", size, colour).save(out, fmt)
+    return out.getvalue()
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+def image_zip_bytes(per_class: dict[str, int] | None = None, prefix: str = "") -> bytes:
+    """A ZIP of small images in class folders (PNG and JPEG alternating), `prefix/class/i.png`."""
+    per_class = per_class or {"cat": 3, "dog": 2}
+    members = {}
+    for index, (label, count) in enumerate(sorted(per_class.items())):
+        for i in range(count):
+            fmt, suffix = ("PNG", "png") if i % 2 == 0 else ("JPEG", "jpg")
+            colour = (40 * index, 10 * i, 200)
+            members[f"{prefix}{label}/{i}.{suffix}"] = image_bytes(colour, fmt=fmt)
+    return zip_bytes(members)
+
+
 def mlp_layers(classes: int = 3, hidden: int = 8) -> list[dict[str, Any]]:
     return [
         {"type": "Dense", "units": hidden, "activation": "relu"},
@@ -128,7 +159,9 @@ def wait_for(
         time.sleep(interval)
 
 
-LIMITS = ParseLimits(max_columns=10_000, max_categories=1_000, max_unpacked_bytes=10**8)
+LIMITS = ParseLimits(
+    max_columns=10_000, max_categories=1_000, max_archive_files=1_000, max_unpacked_bytes=10**8
+)
 
 
 def store_upload(

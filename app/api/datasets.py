@@ -29,6 +29,16 @@ UPLOAD_BODY = {
                             "description": "tabular: label column(s), comma-separated; "
                             "default: the last column",
                         },
+                        "image_size": {
+                            "type": "string",
+                            "description": "zip: 'height,width' to resize images to",
+                            "default": "256,256",
+                        },
+                        "color_mode": {
+                            "type": "string",
+                            "enum": ["rgb", "grayscale", "rgba"],
+                            "default": "rgb",
+                        },
                     },
                 }
             }

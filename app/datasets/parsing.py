@@ -1,8 +1,9 @@
 """Parse an uploaded file once into stored feature and target arrays plus their schema.
 
 The format comes from the file's extension or the `format` form field; the other form fields
-(`target`) become `ParseOptions`, which, with the file's hash, identify a dataset. Errors are
-`DatasetError`s naming the row, line, column or field at fault; the API turns them into 422s.
+(`target`, `image_size`, `color_mode`) become `ParseOptions`, which, with the file's hash,
+identify a dataset. Errors are `DatasetError`s naming the row, line, column, file or field at
+fault; the API turns them into 422s.
 """
 
 import hashlib
@@ -10,13 +11,16 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from app.datasets.images import COLOR_MODES, store_images
 from app.datasets.npz import store_npz
 from app.datasets.schema import DatasetError, ParseLimits, StoredDataset
 from app.datasets.sources import CsvSource, JsonLinesSource, ParquetSource, TableSource
 from app.datasets.tabular import store_table
 
 TABULAR_FORMATS = ("csv", "parquet", "jsonl")
-FORMATS = (*TABULAR_FORMATS, "npz")
+FORMATS = (*TABULAR_FORMATS, "npz", "zip")
+DEFAULT_IMAGE_SIZE = (256, 256)
+MAX_IMAGE_SIDE = 2048
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,8 @@ class ParseOptions:
 
     format: str
     target: tuple[str, ...] | None = None  # tabular formats
+    image_size: tuple[int, int] | None = None  # zip: (height, width)
+    color_mode: str | None = None  # zip
 
     @classmethod
     def from_form(cls, filename: str, fields: dict[str, str]) -> "ParseOptions":
@@ -32,6 +38,12 @@ class ParseOptions:
         if fmt in TABULAR_FORMATS:
             names = [n.strip() for n in (fields.get("target") or "").split(",") if n.strip()]
             return cls(format=fmt, target=tuple(names) or None)
+        if fmt == "zip":
+            return cls(
+                format=fmt,
+                image_size=parse_image_size(fields.get("image_size")),
+                color_mode=parse_color_mode(fields.get("color_mode")),
+            )
         return cls(format=fmt)
 
     def digest(self) -> str:
@@ -50,6 +62,32 @@ def detect_format(filename: str, declared: str | None) -> str:
     return fmt
 
 
+def parse_image_size(value: str | None) -> tuple[int, int]:
+    if not value:
+        return DEFAULT_IMAGE_SIZE
+    parts = value.replace("x", ",").split(",")
+    try:
+        height, width = (int(part) for part in parts)
+    except ValueError:
+        raise DatasetError(
+            f"form field 'image_size' is {value!r}; give 'height,width' in pixels, such as '64,64'"
+        ) from None
+    if not (0 < height <= MAX_IMAGE_SIDE and 0 < width <= MAX_IMAGE_SIDE):
+        raise DatasetError(
+            f"form field 'image_size' is {value!r}; each side must be 1 to {MAX_IMAGE_SIDE} pixels"
+        )
+    return height, width
+
+
+def parse_color_mode(value: str | None) -> str:
+    mode = (value or "rgb").lower()
+    if mode not in COLOR_MODES:
+        raise DatasetError(
+            f"form field 'color_mode' is {value!r}; use one of: {', '.join(COLOR_MODES)}"
+        )
+    return mode
+
+
 def parse_file(
     path: Path, options: ParseOptions, limits: ParseLimits, directory: Path
 ) -> StoredDataset:
@@ -58,6 +96,9 @@ def parse_file(
         return store_table(table_source(path, options.format), options.target, limits, directory)
     if options.format == "npz":
         return store_npz(path, limits, directory)
+    if options.format == "zip":
+        image_size = options.image_size or DEFAULT_IMAGE_SIZE
+        return store_images(path, image_size, options.color_mode or "rgb", limits, directory)
     raise DatasetError(f"unsupported format {options.format!r}")
 
 

@@ -19,6 +19,7 @@ class ParseLimits:
 
     max_columns: int
     max_categories: int
+    max_archive_files: int
     max_unpacked_bytes: int
 
 

@@ -19,7 +19,7 @@ from app.models import Dataset
 
 log = logging.getLogger(__name__)
 
-# Unpacked archives (.npz) may be this many times larger than the upload limit.
+# Unpacked archives (.npz, ZIPs of images) may be this many times larger than the upload limit.
 UNPACK_FACTOR = 8
 
 
@@ -101,6 +101,7 @@ def parse_limits(settings: Settings) -> ParseLimits:
     return ParseLimits(
         max_columns=settings.max_columns,
         max_categories=settings.max_categories,
+        max_archive_files=settings.max_archive_files,
         max_unpacked_bytes=settings.max_upload_bytes * UNPACK_FACTOR,
     )
 

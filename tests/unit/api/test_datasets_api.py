@@ -14,10 +14,13 @@ from tests.factories import (
     classification_arrays,
     csv_bytes,
     csv_from_columns,
+    image_bytes,
+    image_zip_bytes,
     jsonl_bytes,
     mixed_columns,
     npz_bytes,
     parquet_bytes,
+    zip_bytes,
 )
 
 
@@ -126,6 +129,7 @@ FORMATS: dict[str, tuple[str, bytes, dict[str, str]]] = {
     "csv": ("pets.csv", csv_from_columns(mixed_columns()), {}),
     "parquet": ("pets.parquet", parquet_bytes(mixed_columns()), {}),
     "jsonl": ("pets.jsonl", jsonl_bytes(mixed_columns()), {}),
+    "zip": ("pets.zip", image_zip_bytes(), {"image_size": "8,6", "color_mode": "grayscale"}),
 }
 
 
@@ -144,6 +148,15 @@ def test_tabular_formats_upload_with_text_features_as_categories(
     assert body["features"]["columns"] == ["size", "colour"]
     assert body["features"]["column_types"][1]["vocabulary"] == ["blue", "green", "red", None]
     assert body["target"]["classes"] == ["cat", "dog"]
+
+
+def test_a_zip_of_images_uploads_as_uint8_images_with_folder_classes(client: TestClient) -> None:
+    filename, data, fields = FORMATS["zip"]
+    response = upload(client, filename, data, **fields)
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["features"]["shape"] == [8, 6, 1] and body["features"]["dtype"] == "uint8"
+    assert body["target"]["classes"] == ["cat", "dog"] and body["n_rows"] == 5
 
 
 def test_the_format_field_names_the_format_of_a_file_without_extension(
@@ -171,6 +184,19 @@ BAD_UPLOADS = [
     ("d.csv", b"a,b,label\n1,\xff,0\n", {}, "line 2 is not valid UTF-8"),
     ("d.jsonl", b'{"a": 1, "y": 0}\n{"a": 2, "y": }\n', {}, "line 2 is not valid JSON"),
     ("d.parquet", b"PAR1 but not really", {}, "not a valid Parquet file"),
+    (
+        "d.zip",
+        zip_bytes({"cat/a.png": image_bytes(), "dog/b.png": b"garbage"}),
+        {},
+        "image 'dog/b.png' cannot be decoded",
+    ),
+    (
+        "d.zip",
+        zip_bytes({"cat/a.png": image_bytes(), "../dog/b.png": image_bytes()}),
+        {},
+        "points outside the archive",
+    ),
+    ("d.zip", image_zip_bytes(), {"color_mode": "sepia"}, "form field 'color_mode' is 'sepia'"),
     ("d.xlsx", b"PK", {}, "unsupported format 'xlsx'"),
 ]
 
