@@ -1,8 +1,8 @@
-"""/v1/datasets: streamed upload, list, get, delete."""
+"""/v1/datasets: streamed upload (deduplicated), list, get, delete."""
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 
 from app.api.deps import SessionDep, SettingsDep
@@ -48,16 +48,27 @@ UPLOAD_BODY = {
 
 
 @router.post(
-    "", status_code=status.HTTP_201_CREATED, response_model=DatasetOut, openapi_extra=UPLOAD_BODY
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DatasetOut,
+    openapi_extra=UPLOAD_BODY,
+    responses={
+        200: {
+            "model": DatasetOut,
+            "description": "already stored: the same bytes and parse options were uploaded before",
+        }
+    },
 )
 async def upload_dataset(
-    request: Request, session: SessionDep, settings: SettingsDep
+    request: Request, response: Response, session: SessionDep, settings: SettingsDep
 ) -> DatasetOut:
     """Stream the upload to disk under the size limit, then parse and store it once."""
     upload = await service.receive(
         settings, request.headers.get("content-type", ""), request.stream()
     )
-    dataset = await run_in_threadpool(service.ingest, session, settings, upload)
+    dataset, created = await run_in_threadpool(service.ingest, session, settings, upload)
+    if not created:
+        response.status_code = status.HTTP_200_OK
     return DatasetOut.model_validate(dataset)
 
 

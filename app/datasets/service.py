@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -47,9 +48,11 @@ async def receive(
         raise
 
 
-def ingest(session: Session, settings: Settings, upload: ReceivedUpload) -> Dataset:
+def ingest(session: Session, settings: Settings, upload: ReceivedUpload) -> tuple[Dataset, bool]:
     """Parse the received file into stored arrays and commit the dataset row.
 
+    Returns the dataset and whether it was created: the same bytes uploaded before with the same
+    parse options give back that dataset, and nothing new is stored.
     Blocking (parsing is CPU work): call it from a worker thread.
     """
     try:
@@ -57,6 +60,11 @@ def ingest(session: Session, settings: Settings, upload: ReceivedUpload) -> Data
     except DatasetError as exc:
         _discard(upload.path)
         raise InvalidInput(f"{upload.filename}: {exc}") from exc
+    existing = repository.find_by_content(session, upload.sha256, options.digest())
+    if existing is not None:
+        _discard(upload.path)
+        log.info("dataset %s uploaded again: same bytes and parse options", existing.id)
+        return existing, False
 
     dataset_id = uuid.uuid4().hex
     staging = incoming_dir(settings) / dataset_id
@@ -84,6 +92,14 @@ def ingest(session: Session, settings: Settings, upload: ReceivedUpload) -> Data
     except DatasetError as exc:
         _discard(upload.path, staging, final)
         raise InvalidInput(f"{upload.filename}: {exc}") from exc
+    except IntegrityError:
+        # A concurrent upload of the same bytes and options committed first: return that one.
+        session.rollback()
+        _discard(upload.path, staging, final)
+        winner = repository.find_by_content(session, upload.sha256, options.digest())
+        if winner is None:
+            raise
+        return winner, False
     except BaseException:
         session.rollback()
         _discard(upload.path, staging, final)
@@ -94,7 +110,7 @@ def ingest(session: Session, settings: Settings, upload: ReceivedUpload) -> Data
         stored.n_rows,
         stored.features["shape"],
     )
-    return dataset
+    return dataset, True
 
 
 def parse_limits(settings: Settings) -> ParseLimits:

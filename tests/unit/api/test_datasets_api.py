@@ -1,4 +1,4 @@
-"""/v1/datasets over HTTP: every format, limits, errors, listing, deletion."""
+"""/v1/datasets over HTTP: every format, limits, errors, dedupe, listing, deletion."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -166,8 +166,29 @@ def test_the_format_field_names_the_format_of_a_file_without_extension(
     assert response.status_code == 201 and response.json()["format"] == "jsonl"
 
 
+# --- dedupe --------------------------------------------------------------------------------------
+
+
 def stored_dirs(settings: Settings) -> list[Path]:
     return [p for p in settings.datasets_dir.iterdir() if not p.name.startswith(".")]
+
+
+def test_the_same_bytes_and_options_return_the_existing_dataset(
+    client: TestClient, settings: Settings
+) -> None:
+    first = upload(client, "a.csv", csv_bytes(), name="first")
+    again = upload(client, "copy.csv", csv_bytes(), name="second")
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json() == first.json()
+    assert len(stored_dirs(settings)) == 1 and leftovers(settings) == []
+    assert len(client.get("/v1/datasets").json()["items"]) == 1
+
+
+def test_the_same_bytes_with_other_parse_options_are_another_dataset(client: TestClient) -> None:
+    by_default = upload(client, "a.csv", csv_bytes())
+    by_name = upload(client, "a.csv", csv_bytes(), target="label")
+    assert (by_default.status_code, by_name.status_code) == (201, 201)
+    assert by_default.json()["id"] != by_name.json()["id"]
 
 
 # --- bad data: 4xx naming the place, nothing left behind ----------------------------------------
