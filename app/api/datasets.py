@@ -1,4 +1,4 @@
-"""/v1/datasets: streamed upload (deduplicated), list, get, delete."""
+"""/v1/datasets: streamed upload (deduplicated), list, get, preview, stats, delete."""
 
 from typing import Annotated
 
@@ -8,7 +8,7 @@ from fastapi.concurrency import run_in_threadpool
 from app.api.deps import SessionDep, SettingsDep
 from app.datasets import service
 from app.datasets.parsing import FORMATS
-from app.datasets.schemas import DatasetOut, DatasetPage
+from app.datasets.schemas import DatasetOut, DatasetPage, PreviewOut, StatsOut
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
@@ -87,6 +87,21 @@ def list_datasets(
 @router.get("/{dataset_id}", response_model=DatasetOut)
 def get_dataset(dataset_id: str, session: SessionDep) -> DatasetOut:
     return DatasetOut.model_validate(service.get(session, dataset_id))
+
+
+@router.get("/{dataset_id}/preview", response_model=PreviewOut)
+def preview_dataset(
+    dataset_id: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    rows: Annotated[int, Query(ge=1, le=1000)] = 20,
+) -> PreviewOut:
+    return PreviewOut.model_validate(service.preview(session, settings, dataset_id, rows))
+
+
+@router.get("/{dataset_id}/stats", response_model=StatsOut)
+def dataset_stats(dataset_id: str, session: SessionDep, settings: SettingsDep) -> StatsOut:
+    return StatsOut.model_validate(service.stats(session, settings, dataset_id))
 
 
 @router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT)

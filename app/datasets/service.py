@@ -5,12 +5,14 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.datasets import repository
+from app.datasets.inspection import preview_rows, stats_from_arrays
 from app.datasets.parsing import ParseOptions, parse_file
 from app.datasets.schema import DatasetError, ParseLimits
 from app.datasets.upload import BadUpload, ReceivedUpload, UploadTooLarge, receive_upload
@@ -148,6 +150,24 @@ def delete(session: Session, settings: Settings, dataset_id: str) -> None:
 
 def storage_dir(settings: Settings, dataset: Dataset) -> Path:
     return settings.datasets_dir / dataset.storage_path
+
+
+def preview(session: Session, settings: Settings, dataset_id: str, rows: int) -> dict[str, Any]:
+    """The dataset's first `rows` rows, decoded back to category strings and class names."""
+    dataset = get(session, dataset_id)
+    shown = preview_rows(storage_dir(settings, dataset), dataset.features, dataset.target, rows)
+    return {"dataset_id": dataset.id, "n_rows": dataset.n_rows, **shown}
+
+
+def stats(session: Session, settings: Settings, dataset_id: str) -> dict[str, Any]:
+    """Per-column statistics and the target's class histogram (or value range)."""
+    dataset = get(session, dataset_id)
+    if dataset.stats is None:  # stored before statistics were kept: compute them once
+        dataset.stats = stats_from_arrays(
+            storage_dir(settings, dataset), dataset.features, dataset.target
+        )
+        session.commit()
+    return {"dataset_id": dataset.id, "n_rows": dataset.n_rows, **dataset.stats}
 
 
 def _discard(*paths: Path) -> None:

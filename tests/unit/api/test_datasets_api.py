@@ -1,15 +1,18 @@
-"""/v1/datasets over HTTP: every format, limits, errors, dedupe, listing, deletion."""
+"""/v1/datasets over HTTP: every format, limits, errors, dedupe, preview, stats, deletion."""
 
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.db.migrate import upgrade_to_head
+from app.db.session import session_scope
 from app.main import create_app
+from app.models import Dataset
 from tests.factories import (
     classification_arrays,
     csv_bytes,
@@ -257,3 +260,81 @@ def test_a_text_column_over_max_categories_is_a_422(narrow_client: TestClient) -
     response = upload(narrow_client, "pets.csv", csv_from_columns(mixed_columns()))
     assert response.status_code == 422
     assert "column 'colour' has more than 2 distinct values" in response.json()["error"]
+
+
+# --- preview and stats ---------------------------------------------------------------------------
+
+
+def test_a_tabular_preview_shows_the_original_strings(client: TestClient) -> None:
+    dataset = upload(client, *FORMATS["csv"][:2]).json()
+    preview = client.get(f"/v1/datasets/{dataset['id']}/preview", params={"rows": 3}).json()
+    assert preview["columns"] == ["size", "colour", "kind"]
+    assert preview["rows"] == [[1.5, "red", "cat"], [2.0, "blue", "dog"], [3.25, None, "cat"]]
+    assert preview["n_rows"] == 6 and preview["targets"] is None
+
+
+def test_an_image_preview_shows_the_shape_and_the_first_classes(client: TestClient) -> None:
+    filename, data, fields = FORMATS["zip"]
+    dataset = upload(client, filename, data, **fields).json()
+    preview = client.get(f"/v1/datasets/{dataset['id']}/preview").json()
+    assert preview["shape"] == [8, 6, 1] and preview["rows"] is None
+    assert preview["targets"] == ["cat", "cat", "cat", "dog", "dog"]
+
+
+def test_an_npz_preview_shows_integer_labels(client: TestClient) -> None:
+    x, y = classification_arrays(rows=10)
+    dataset = upload(client, "d.npz", npz_bytes(x=x, y=y)).json()
+    preview = client.get(f"/v1/datasets/{dataset['id']}/preview", params={"rows": 4}).json()
+    assert preview["targets"] == y[:4].tolist() and preview["shape"] == [4]
+
+
+@pytest.mark.parametrize("rows", [0, 1001])
+def test_preview_rows_must_be_between_1_and_1000(client: TestClient, rows: int) -> None:
+    dataset = upload(client, *FORMATS["csv"][:2]).json()
+    response = client.get(f"/v1/datasets/{dataset['id']}/preview", params={"rows": rows})
+    assert response.status_code == 422 and "rows" in response.json()["error"]
+
+
+def test_preview_and_stats_of_an_unknown_dataset_are_404s(client: TestClient) -> None:
+    assert client.get("/v1/datasets/nope/preview").status_code == 404
+    assert client.get("/v1/datasets/nope/stats").status_code == 404
+
+
+def test_stats_give_columns_and_the_class_histogram(client: TestClient) -> None:
+    dataset = upload(client, *FORMATS["parquet"][:2]).json()
+    stats = client.get(f"/v1/datasets/{dataset['id']}/stats").json()
+    size, colour = stats["features"]
+    assert (size["name"], size["min"], size["max"], size["missing"]) == ("size", 1.5, 6.0, 0)
+    assert size["mean"] == pytest.approx(np.mean(mixed_columns()["size"]))
+    assert (colour["kind"], colour["missing"], colour["counts"]) == ("categorical", 1, [2, 1, 2, 1])
+    assert stats["target"] == {
+        "kind": "classification",
+        "histogram": {"cat": 4, "dog": 2},
+        "columns": None,
+    }
+
+
+def test_stats_of_a_regression_target_give_its_range(client: TestClient) -> None:
+    data = b"a,price\n1,10\n2,20.5\n3,30\n"
+    dataset = upload(client, "prices.csv", data).json()
+    target = client.get(f"/v1/datasets/{dataset['id']}/stats").json()["target"]
+    assert target["kind"] == "regression" and target["histogram"] is None
+    assert (target["columns"][0]["min"], target["columns"][0]["max"]) == (10.0, 30.0)
+
+
+def test_stats_of_a_dataset_stored_before_stats_existed_are_computed_once(
+    client: TestClient, settings: Settings
+) -> None:
+    dataset_id = upload(client, "a.csv", csv_bytes(rows=8)).json()["id"]
+    with session_scope(settings.sqlalchemy_url) as session:
+        legacy = session.get(Dataset, dataset_id)
+        assert legacy is not None
+        legacy.stats = None
+    stats = client.get(f"/v1/datasets/{dataset_id}/stats").json()
+    x, _ = classification_arrays(rows=8)
+    assert [f["name"] for f in stats["features"]] == ["f0", "f1", "f2", "f3"]
+    assert stats["features"][0]["max"] == pytest.approx(x[:, 0].max(), abs=1e-4)
+    assert sum(stats["target"]["histogram"].values()) == 8
+    with session_scope(settings.sqlalchemy_url) as session:
+        stored = session.get(Dataset, dataset_id)
+        assert stored is not None and stored.stats is not None
