@@ -2,6 +2,7 @@
 
 import logging
 import shutil
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -73,7 +74,9 @@ def ingest(session: Session, settings: Settings, upload: ReceivedUpload) -> tupl
     final = settings.datasets_dir / dataset_id
     try:
         staging.mkdir()
+        started = time.perf_counter()
         stored = parse_file(upload.path, options, parse_limits(settings), staging)
+        parse_s = time.perf_counter() - started
         upload.path.rename(staging / f"source.{options.format}")
         staging.rename(final)  # atomic: the dataset directory appears whole or not at all
         dataset = Dataset(
@@ -107,10 +110,11 @@ def ingest(session: Session, settings: Settings, upload: ReceivedUpload) -> tupl
         _discard(upload.path, staging, final)
         raise
     log.info(
-        "dataset %s stored: %s rows, features %s",
+        "dataset %s stored: %s rows, features %s, parsed in %.2f s",
         dataset_id,
         stored.n_rows,
         stored.features["shape"],
+        parse_s,
     )
     return dataset, True
 
