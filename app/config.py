@@ -35,6 +35,19 @@ class Settings(BaseSettings):
         description="Whether `serve` starts its own worker; default: yes when BROKER_URL is unset.",
     )
     max_upload_bytes: int = Field(default=1 << 30, gt=0, description="Largest dataset upload.")
+    max_columns: int = Field(
+        default=10_000,
+        gt=0,
+        description="Most columns a tabular dataset (or an .npz 'x') may have.",
+    )
+    max_categories: int = Field(
+        default=1_000,
+        gt=0,
+        description="Most distinct values a text feature column may have (stored as categories).",
+    )
+    max_archive_files: int = Field(
+        default=100_000, gt=0, description="Most entries an uploaded ZIP of images may hold."
+    )
     max_params: int = Field(default=50_000_000, gt=0, description="Largest model, in parameters.")
     model_cache_size: int = Field(default=8, gt=0, description="Loaded models kept for predict.")
     model_cache_bytes: int = Field(

@@ -2,12 +2,20 @@
 
 import csv
 import io
+import json
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+
+from app.datasets.parsing import ParseOptions, parse_file
+from app.datasets.schema import ParseLimits, StoredDataset
 
 T = TypeVar("T")
 
@@ -22,11 +30,18 @@ def classification_arrays(
     return x, np.argmax(x @ weights, axis=1)
 
 
-def csv_bytes(rows: int = 64, features: int = 4, classes: int = 3, labels: list[str] | None = None) -> bytes:
+def csv_bytes(
+    rows: int = 64,
+    features: int = 4,
+    classes: int = 3,
+    labels: list[str] | None = None,
+    seed: int = 0,
+    delimiter: str = ",",
+) -> bytes:
     """A CSV with columns f0..fN and a `label` column (class names when `labels` is given)."""
-    x, y = classification_arrays(rows, features, classes)
+    x, y = classification_arrays(rows, features, classes, seed)
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = csv.writer(out, delimiter=delimiter)
     writer.writerow([f"f{i}" for i in range(features)] + ["label"])
     for row, label in zip(x, y, strict=True):
         writer.writerow([f"{v:.4f}" for v in row] + [labels[label] if labels else int(label)])
@@ -42,6 +57,65 @@ def npz_bytes(**arrays: np.ndarray) -> bytes:
     out = io.BytesIO()
     np.savez(out, **arrays)
     return out.getvalue()
+
+
+def mixed_columns() -> dict[str, list[Any]]:
+    """Six rows: a numeric feature, a text feature with a missing value, a text label."""
+    return {
+        "size": [1.5, 2.0, 3.25, 4.0, 5.5, 6.0],
+        "colour": ["red", "blue", None, "red", "green", "blue"],
+        "kind": ["cat", "dog", "cat", "dog", "cat", "cat"],
+    }
+
+
+def parquet_bytes(columns: dict[str, list[Any]], row_group_size: int | None = None) -> bytes:
+    out = io.BytesIO()
+    pq.write_table(pa.table(columns), out, row_group_size=row_group_size)
+    return out.getvalue()
+
+
+def jsonl_bytes(columns: dict[str, list[Any]]) -> bytes:
+    """One JSON object per line, keys in column order (a None value is written as null)."""
+    names = list(columns)
+    rows = zip(*(columns[name] for name in names), strict=True)
+    return b"".join(json.dumps(dict(zip(names, row, strict=True))).encode() + b"\n" for row in rows)
+
+
+def csv_from_columns(columns: dict[str, list[Any]]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(columns)
+    writer.writerows(zip(*columns.values(), strict=True))
+    return out.getvalue().encode()
+
+
+def image_bytes(
+    colour: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (12, 10), fmt: str = "PNG"
+) -> bytes:
+    """A solid `colour` image, `size` = (width, height) as Pillow counts."""
+    out = io.BytesIO()
+    Image.new("RGB", size, colour).save(out, fmt)
+    return out.getvalue()
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+def image_zip_bytes(per_class: dict[str, int] | None = None, prefix: str = "") -> bytes:
+    """A ZIP of small images in class folders (PNG and JPEG alternating), `prefix/class/i.png`."""
+    per_class = per_class or {"cat": 3, "dog": 2}
+    members = {}
+    for index, (label, count) in enumerate(sorted(per_class.items())):
+        for i in range(count):
+            fmt, suffix = ("PNG", "png") if i % 2 == 0 else ("JPEG", "jpg")
+            colour = (40 * index, 10 * i, 200)
+            members[f"{prefix}{label}/{i}.{suffix}"] = image_bytes(colour, fmt=fmt)
+    return zip_bytes(members)
 
 
 def mlp_layers(classes: int = 3, hidden: int = 8) -> list[dict[str, Any]]:
@@ -161,3 +235,23 @@ def register_version(settings: Any, name: str, model: Any, onnx: bool = True) ->
             )
         )
     return int(version)
+
+
+LIMITS = ParseLimits(max_columns=10_000, max_categories=1_000, max_archive_files=1_000, max_unpacked_bytes=10**8)
+
+
+def store_upload(
+    tmp_path: Path, filename: str, data: bytes, limits: ParseLimits = LIMITS, **fields: str
+) -> tuple[StoredDataset, Path]:
+    """Parse `data` as an upload named `filename` with these form fields, as ingest does;
+    returns what was recorded and the directory holding features.npy and target.npy."""
+    source = tmp_path / filename
+    source.write_bytes(data)
+    directory = tmp_path / "stored"
+    directory.mkdir()
+    options = ParseOptions.from_form(filename, fields)
+    return parse_file(source, options, limits, directory), directory
+
+
+def stored_arrays(directory: Path) -> tuple[np.ndarray, np.ndarray]:
+    return np.load(directory / "features.npy"), np.load(directory / "target.npy")

@@ -14,6 +14,12 @@ def get(session: Session, dataset_id: str, *, for_update: bool = False) -> Datas
     return session.scalars(query).first()
 
 
+def find_by_content(session: Session, sha256: str, options_hash: str) -> Dataset | None:
+    """The dataset stored from these bytes with these parse options, if any."""
+    query = select(Dataset).where(Dataset.sha256 == sha256, Dataset.options_hash == options_hash)
+    return session.scalars(query).first()
+
+
 def list_page(session: Session, limit: int, cursor: str | None) -> Page[Dataset]:
     return paginate(session, select(Dataset), Dataset.created_at, Dataset.id, limit, cursor)
 

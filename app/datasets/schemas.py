@@ -23,3 +23,39 @@ class DatasetOut(BaseModel):
 class DatasetPage(BaseModel):
     items: list[DatasetOut]
     next_cursor: str | None
+
+
+class PreviewOut(BaseModel):
+    """The first rows: a table for tabular data, else the sample shape and the targets."""
+
+    dataset_id: str
+    n_rows: int
+    columns: list[str] | None
+    rows: list[list[Any]] | None
+    shape: list[int]
+    targets: list[Any] | None
+
+
+class ColumnStatsOut(BaseModel):
+    name: str
+    kind: str
+    min: float
+    max: float
+    mean: float
+    std: float
+    missing: int
+    # categorical columns: rows per vocabulary entry, in vocabulary order
+    counts: list[int] | None = None
+
+
+class TargetStatsOut(BaseModel):
+    kind: str  # "classification" or "regression"
+    histogram: dict[str, int] | None = None
+    columns: list[ColumnStatsOut] | None = None
+
+
+class StatsOut(BaseModel):
+    dataset_id: str
+    n_rows: int
+    features: list[ColumnStatsOut]
+    target: TargetStatsOut

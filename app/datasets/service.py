@@ -2,25 +2,29 @@
 
 import logging
 import shutil
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.datasets import repository
-from app.datasets.parsing import DatasetError, detect_format, parse_file
+from app.datasets.inspection import preview_rows, stats_from_arrays
+from app.datasets.parsing import ParseOptions, parse_file
+from app.datasets.schema import DatasetError, ParseLimits
 from app.datasets.upload import BadUpload, ReceivedUpload, UploadTooLarge, receive_upload
 from app.db.pagination import Page
 from app.errors import BadRequest, Conflict, InvalidInput, NotFound, PayloadTooLarge
-from app.ml.data import save_arrays
 from app.models import Dataset
 
 log = logging.getLogger(__name__)
 
-# Unpacked .npz archives may be this many times larger than the upload limit.
-NPZ_UNPACK_FACTOR = 8
+# Unpacked archives (.npz, ZIPs of images) may be this many times larger than the upload limit.
+UNPACK_FACTOR = 8
 
 
 def incoming_dir(settings: Settings) -> Path:
@@ -45,35 +49,45 @@ async def receive(settings: Settings, content_type: str, body: AsyncIterator[byt
         raise
 
 
-def ingest(session: Session, settings: Settings, upload: ReceivedUpload) -> Dataset:
+def ingest(session: Session, settings: Settings, upload: ReceivedUpload) -> tuple[Dataset, bool]:
     """Parse the received file into stored arrays and commit the dataset row.
 
+    Returns the dataset and whether it was created: the same bytes uploaded before with the same
+    parse options give back that dataset, and nothing new is stored.
     Blocking (parsing is CPU work): call it from a worker thread.
     """
+    try:
+        options = ParseOptions.from_form(upload.filename, upload.fields)
+    except DatasetError as exc:
+        _discard(upload.path)
+        raise InvalidInput(f"{upload.filename}: {exc}") from exc
+    existing = repository.find_by_content(session, upload.sha256, options.digest())
+    if existing is not None:
+        _discard(upload.path)
+        log.info("dataset %s uploaded again: same bytes and parse options", existing.id)
+        return existing, False
+
     dataset_id = uuid.uuid4().hex
     staging = incoming_dir(settings) / dataset_id
     final = settings.datasets_dir / dataset_id
     try:
-        fmt = detect_format(upload.filename, upload.fields.get("format"))
-        parsed = parse_file(
-            upload.path,
-            fmt,
-            target=upload.fields.get("target") or None,
-            max_unpacked_bytes=settings.max_upload_bytes * NPZ_UNPACK_FACTOR,
-        )
         staging.mkdir()
-        save_arrays(staging, parsed.x, parsed.y)
-        upload.path.rename(staging / f"source.{fmt}")
+        started = time.perf_counter()
+        stored = parse_file(upload.path, options, parse_limits(settings), staging)
+        parse_s = time.perf_counter() - started
+        upload.path.rename(staging / f"source.{options.format}")
         staging.rename(final)  # atomic: the dataset directory appears whole or not at all
         dataset = Dataset(
             id=dataset_id,
             name=(upload.fields.get("name") or Path(upload.filename).stem or dataset_id)[:200],
-            format=fmt,
+            format=options.format,
             sha256=upload.sha256,
+            options_hash=options.digest(),
             size_bytes=upload.size_bytes,
-            n_rows=parsed.n_rows,
-            features=parsed.features,
-            target=parsed.target,
+            n_rows=stored.n_rows,
+            features=stored.features,
+            target=stored.target,
+            stats=stored.stats,
             storage_path=dataset_id,
         )
         session.add(dataset)
@@ -81,17 +95,35 @@ def ingest(session: Session, settings: Settings, upload: ReceivedUpload) -> Data
     except DatasetError as exc:
         _discard(upload.path, staging, final)
         raise InvalidInput(f"{upload.filename}: {exc}") from exc
+    except IntegrityError:
+        # A concurrent upload of the same bytes and options committed first: return that one.
+        session.rollback()
+        _discard(upload.path, staging, final)
+        winner = repository.find_by_content(session, upload.sha256, options.digest())
+        if winner is None:
+            raise
+        return winner, False
     except BaseException:
         session.rollback()
         _discard(upload.path, staging, final)
         raise
     log.info(
-        "dataset %s stored: %s rows, features %s",
+        "dataset %s stored: %s rows, features %s, parsed in %.2f s",
         dataset_id,
-        parsed.n_rows,
-        parsed.features["shape"],
+        stored.n_rows,
+        stored.features["shape"],
+        parse_s,
     )
-    return dataset
+    return dataset, True
+
+
+def parse_limits(settings: Settings) -> ParseLimits:
+    return ParseLimits(
+        max_columns=settings.max_columns,
+        max_categories=settings.max_categories,
+        max_archive_files=settings.max_archive_files,
+        max_unpacked_bytes=settings.max_upload_bytes * UNPACK_FACTOR,
+    )
 
 
 def get(session: Session, dataset_id: str) -> Dataset:
@@ -120,6 +152,22 @@ def delete(session: Session, settings: Settings, dataset_id: str) -> None:
 
 def storage_dir(settings: Settings, dataset: Dataset) -> Path:
     return settings.datasets_dir / dataset.storage_path
+
+
+def preview(session: Session, settings: Settings, dataset_id: str, rows: int) -> dict[str, Any]:
+    """The dataset's first `rows` rows, decoded back to category strings and class names."""
+    dataset = get(session, dataset_id)
+    shown = preview_rows(storage_dir(settings, dataset), dataset.features, dataset.target, rows)
+    return {"dataset_id": dataset.id, "n_rows": dataset.n_rows, **shown}
+
+
+def stats(session: Session, settings: Settings, dataset_id: str) -> dict[str, Any]:
+    """Per-column statistics and the target's class histogram (or value range)."""
+    dataset = get(session, dataset_id)
+    if dataset.stats is None:  # stored before statistics were kept: compute them once
+        dataset.stats = stats_from_arrays(storage_dir(settings, dataset), dataset.features, dataset.target)
+        session.commit()
+    return {"dataset_id": dataset.id, "n_rows": dataset.n_rows, **dataset.stats}
 
 
 def _discard(*paths: Path) -> None:

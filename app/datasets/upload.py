@@ -141,7 +141,7 @@ class _PartReceiver:
             self._file = self.destination.open("wb")
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
-        chunk = data[start:end]
+        chunk = memoryview(data)[start:end]  # no copy of each received chunk
         if self._is_file and self._file is not None:
             self._file.write(chunk)
             self.hasher.update(chunk)

@@ -1,10 +1,10 @@
-"""An uploaded dataset: its provenance, schema and where its arrays are stored."""
+"""An uploaded dataset: its provenance, schema, statistics and where its arrays are stored."""
 
 import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, String
+from sqlalchemy import JSON, BigInteger, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, utcnow
@@ -16,17 +16,25 @@ def new_id() -> str:
 
 class Dataset(Base):
     __tablename__ = "datasets"
+    # One dataset per content and parse options: an upload of the same bytes read the same way
+    # finds the existing row (and a concurrent duplicate loses the insert). Rows stored before
+    # options were recorded have NULL options_hash, which never collides.
+    __table_args__ = (Index("ix_datasets_sha256_options_hash", "sha256", "options_hash", unique=True),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(200))
     format: Mapped[str] = mapped_column(String(16))
-    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    # sha256 of the parse options (format, target, image_size, color_mode); app.datasets.parsing
+    options_hash: Mapped[str | None] = mapped_column(String(64))
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     n_rows: Mapped[int] = mapped_column(BigInteger)
-    # {"shape": [...], "dtype": "...", "columns": [...] | None}
+    # {"shape": [...], "dtype": "...", "columns": [...] | None, "column_types": [...] | None}
     features: Mapped[dict[str, Any]]
     # the same plus "classes": [...] | None
     target: Mapped[dict[str, Any]]
+    # per-column min/max/mean/std/missing and the target's class histogram, computed at ingest
+    stats: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # directory relative to the datasets root holding features.npy and target.npy
     storage_path: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -1,5 +1,6 @@
 """The whole service against PostgreSQL, Redis and a real worker subprocess, over HTTP."""
 
+import itertools
 import os
 import shutil
 import signal
@@ -16,10 +17,13 @@ from tests.services import TrainyardProcess
 pytestmark = pytest.mark.integration
 
 FINAL = {"succeeded", "failed", "cancelled"}
+# Each test gets a dataset of its own: identical bytes would be deduplicated into one.
+SEEDS = itertools.count()
 
 
 def upload(api: TestClient, rows: int = 64) -> str:
-    response = api.post("/v1/datasets", files={"file": ("d.csv", csv_bytes(rows=rows))})
+    data = csv_bytes(rows=rows, seed=next(SEEDS))
+    response = api.post("/v1/datasets", files={"file": ("d.csv", data)})
     assert response.status_code == 201, response.text
     return str(response.json()["id"])
 

@@ -5,8 +5,8 @@ exported ONNX file, and how the export was checked against the Keras model. Exis
 are served by Keras from their .keras file, as before.
 
 Revision ID: serving_0001_artifact
-Revises: 9ed4cf729c2d
-Create Date: 2026-11-27 09:00:00
+Revises: 223dec21e28b
+Create Date: 2026-11-26 19:40:00
 """
 
 from collections.abc import Sequence
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "serving_0001_artifact"
-down_revision: str | None = "9ed4cf729c2d"
+down_revision: str | None = "223dec21e28b"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
