@@ -114,7 +114,9 @@ def _train_save_register(
     artifact = settings.artifacts_dir / relative
     training.save_atomically(result.model, artifact)
     serving = _export_for_serving(result.model, relative, settings)
-    signature = dict(serving.signature, classes=dataset.target.get("classes"))
+    signature = dict(
+        serving.signature, classes=dataset.target.get("classes"), columns=_row_columns(dataset, serving.signature)
+    )
     serving_path = relative.with_name("model.onnx") if serving.path is not None else None
     with session_scope(settings.sqlalchemy_url) as session:
         version = repository.succeed_and_register(
@@ -137,6 +139,16 @@ def _train_save_register(
         return _finish(settings, job, JobStatus.CANCELLED, detail="cancelled while saving")
     log.info("succeeded: registered %s version %s", version.name, version.version)
     return JobStatus.SUCCEEDED
+
+
+def _row_columns(dataset: Dataset, signature: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The dataset's feature columns, when the model takes its rows whole: predict may then key
+    rows by column name and send categories as text."""
+    columns = dataset.features.get("columns")
+    inputs = signature.get("inputs") or []
+    if not columns or len(inputs) != 1 or list(inputs[0]["shape"][1:]) != [len(columns)]:
+        return None
+    return dataset.features.get("column_types") or [{"name": c, "kind": "numeric"} for c in columns]
 
 
 def _export_for_serving(model: Any, relative: Path, settings: Settings) -> Any:

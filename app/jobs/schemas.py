@@ -6,7 +6,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.ml.objects import SpecModel
-from app.ml.spec import CompileSpec, FitSpec, ModelSpec, TrainingSpec
+from app.ml.spec import CompileSpec, FitSpec, ModelSpec, Preprocessing, TrainingSpec
 from app.models import Job, JobStatus
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
@@ -18,11 +18,12 @@ class JobCreate(SpecModel):
     model: ModelSpec
     compile: CompileSpec
     fit: FitSpec = Field(default_factory=FitSpec)
+    preprocessing: Preprocessing = Field(default_factory=Preprocessing)
     register_as: str | None = Field(default=None, pattern=NAME_PATTERN)
     gpu: bool = Field(default=False, description="Route the job to the `training.gpu` queue.")
 
     def training_spec(self) -> TrainingSpec:
-        return TrainingSpec(model=self.model, compile=self.compile, fit=self.fit)
+        return TrainingSpec(model=self.model, compile=self.compile, fit=self.fit, preprocessing=self.preprocessing)
 
 
 class Progress(BaseModel):

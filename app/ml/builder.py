@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import keras
-import numpy as np
 
-from app.ml.data import ColumnSelection
+from app.ml.data import TabularInputs
 from app.ml.layers import ATTENTION_LAYERS, MERGE_LAYERS, Call, Dense, LayerBase
 from app.ml.objects import SpecModel
 from app.ml.spec import (
@@ -26,6 +25,7 @@ from app.ml.spec import (
     SpecError,
     TrainingSpec,
 )
+from app.ml.tabular import encode_rows
 
 # What Keras raises when arguments or shapes do not fit; reported as a SpecError (422).
 KERAS_ARGUMENT_ERRORS = (ValueError, TypeError, IndexError, KeyError, NotImplementedError)
@@ -51,8 +51,9 @@ for _names, _rank, _axes in (
 @dataclass
 class BuiltModel:
     model: keras.Model
-    # Normalization layers without mean/variance, and the model input each is adapted on.
-    to_adapt: list[tuple[keras.layers.Layer, str]] = field(default_factory=list)
+    # Normalization layers to adapt before fitting, each with the node whose values it sees
+    # (in the order they must be adapted: an earlier one may feed a later one).
+    to_adapt: list[tuple[keras.layers.Layer, Any]] = field(default_factory=list)
 
 
 def as_graph(model_spec: SequentialModel | FunctionalModel | KerasConfigModel) -> FunctionalModel:
@@ -74,32 +75,29 @@ def build_model(
     spec: TrainingSpec,
     input_shapes: dict[str, Sequence[int]],
     max_params: int | None = None,
-    columns: ColumnSelection | None = None,
+    tabular: TabularInputs | None = None,
 ) -> BuiltModel:
     """Build and compile the model for inputs of the given per-sample shapes.
 
-    With `columns`, the model takes whole dataset rows (one input, `features`) and each graph
-    input selects its columns inside the model, so training and predict both feed plain rows.
+    With `tabular`, the model takes whole dataset rows (one input, `features`) and encodes them
+    into each graph input itself (app/ml/tabular.py), so training and predict feed plain rows.
     Raises SpecError naming the layer that does not fit, or the model when it is too large.
     """
     graph = as_graph(spec.model)
     stacked = isinstance(spec.model, SequentialModel)
     model_inputs: list[Any]
-    if columns is None:
+    to_adapt: list[tuple[keras.layers.Layer, Any]] = []
+    if tabular is None:
         nodes: dict[str, Any] = {
             graph_input.name: keras.Input(shape=tuple(input_shapes[graph_input.name]), name=graph_input.name)
             for graph_input in graph.inputs
         }
         model_inputs = list(nodes.values())
     else:
-        rows = keras.Input(shape=(columns.n_features,), name="features")
-        nodes = {
-            name: _select_columns(rows, name, indexes, columns.n_features) for name, indexes in columns.indexes.items()
-        }
+        rows, nodes, to_adapt = encode_rows(tabular)
         model_inputs = [rows]
     input_names = set(nodes)
     layers: dict[str, keras.layers.Layer] = {}
-    to_adapt: list[tuple[keras.layers.Layer, str]] = []
     previous = next(iter(nodes))
     params = 0
     for index, layer_spec in enumerate(graph.layers):
@@ -130,7 +128,7 @@ def build_model(
                 if source_name not in input_names:
                     raise SpecError(path, "a Normalization without mean and variance must take a model input "
                                     "directly: it is adapted to the raw features")  # fmt: skip
-                to_adapt.append((layer, source_name))
+                to_adapt.append((layer, nodes[source_name]))
         nodes[node_name] = _call(layer, layer_spec, sources, path)
         previous = node_name
     output_names = [o.node for o in graph.output_specs] if graph.outputs else [previous]
@@ -153,17 +151,6 @@ def build_model(
     except KERAS_ARGUMENT_ERRORS as exc:
         raise SpecError("compile", _first_line(exc)) from exc
     return BuiltModel(model=model, to_adapt=to_adapt)
-
-
-def _select_columns(rows: Any, name: str, indexes: list[int], n_features: int) -> Any:
-    """A frozen 0/1 Dense that picks `indexes` out of a row: a built-in layer, so the saved model
-    still loads with safe_mode (a Lambda or custom layer would not)."""
-    selector = keras.layers.Dense(len(indexes), use_bias=False, trainable=False, name=f"{name}_columns")
-    selected = selector(rows)
-    matrix = np.zeros((n_features, len(indexes)), dtype="float32")
-    matrix[indexes, range(len(indexes))] = 1.0
-    selector.set_weights([matrix])
-    return selected
 
 
 def make_layer(layer_spec: LayerBase, name: str | None = None) -> keras.layers.Layer:

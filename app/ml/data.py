@@ -47,16 +47,41 @@ def save_arrays(dataset_dir: Path, x: np.ndarray, y: np.ndarray) -> None:
 
 
 @dataclass(frozen=True)
-class ColumnSelection:
-    """Graph inputs that take feature columns of a tabular dataset, by column index."""
+class TabularInputs:
+    """How whole rows of a tabular dataset become the graph's inputs inside the model.
+
+    Each input takes its columns (all of them by default); text columns, stored as codes, are
+    one-hot encoded; numeric columns are standardized when asked. The model then takes plain
+    rows, for training and for predict alike.
+    """
 
     n_features: int
-    indexes: dict[str, list[int]]
+    indexes: dict[str, list[int]]  # graph input → the column indexes it takes
+    category_sizes: dict[int, int]  # categorical column index → number of categories
+    standardize: bool = False
 
     @classmethod
-    def of(cls, bindings: dict[str, "InputBinding"], features: dict[str, Any]) -> "ColumnSelection | None":
-        indexes = {name: b.column_indexes for name, b in bindings.items() if b.column_indexes is not None}
-        return cls(n_features=int(features["shape"][0]), indexes=indexes) if indexes else None
+    def of(
+        cls, bindings: dict[str, "InputBinding"], features: dict[str, Any], standardize: bool = False
+    ) -> "TabularInputs | None":
+        """None when rows can go to the model as they are (arrays, or plain numeric columns)."""
+        if not features.get("columns"):
+            return None
+        column_types = features.get("column_types") or []
+        sizes = {
+            index: len(column["vocabulary"])
+            for index, column in enumerate(column_types)
+            if column.get("kind") == "categorical"
+        }
+        selected = {name: b.column_indexes for name, b in bindings.items() if b.column_indexes is not None}
+        if not (selected or sizes or standardize):
+            return None
+        n_features = int(features["shape"][0])
+        indexes = {name: b.column_indexes or list(range(n_features)) for name, b in bindings.items()}
+        return cls(n_features=n_features, indexes=indexes, category_sizes=sizes, standardize=standardize)
+
+    def encoded_width(self, name: str) -> int:
+        return sum(self.category_sizes.get(index, 1) for index in self.indexes[name])
 
 
 @dataclass(frozen=True)

@@ -161,6 +161,14 @@ class FitSpec(SpecModel):
         return self
 
 
+class Preprocessing(SpecModel):
+    """Done inside the model, so predict takes the same raw rows the dataset had."""
+
+    standardize: bool = Field(
+        default=False, description="Scale numeric columns to mean 0, variance 1 (adapted on the training rows)."
+    )
+
+
 class TrainingSpec(SpecModel):
     """What the worker needs to build and train a model: stored on the job in graph or stack
     form (a `keras_config` is stored as the graph it was translated into)."""
@@ -168,6 +176,7 @@ class TrainingSpec(SpecModel):
     model: ModelSpec
     compile: CompileSpec
     fit: FitSpec = Field(default_factory=FitSpec)
+    preprocessing: Preprocessing = Field(default_factory=Preprocessing)
 
     @model_validator(mode="after")
     def _store_keras_config_as_graph(self) -> "TrainingSpec":

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from app.ml.builder import as_graph, build_model
-from app.ml.data import ColumnSelection, bind_inputs, bind_outputs, load_arrays, model_targets, split_rows, take
+from app.ml.data import TabularInputs, bind_inputs, bind_outputs, load_arrays, model_targets, split_rows, take
 from app.ml.spec import TrainingSpec
 from app.ml.validation import loss_name
 
@@ -83,16 +83,14 @@ def train(
     graph = as_graph(spec.model)
     inputs = bind_inputs(graph.inputs, features)
     outputs = bind_outputs(graph.output_specs, target) if graph.outputs else {}
-    columns = ColumnSelection.of(inputs, features)
-    built = build_model(spec, {name: binding.shape for name, binding in inputs.items()}, columns=columns)
+    tabular = TabularInputs.of(inputs, features, spec.preprocessing.standardize)
+    built = build_model(spec, {name: binding.shape for name, binding in inputs.items()}, tabular=tabular)
     arrays = load_arrays(dataset_dir, loss_name(spec), target.get("n_classes") if len(outputs) <= 1 else None)
     x = arrays.x  # whole rows, memory-mapped: inputs that take columns select them inside the model
     y = model_targets(arrays.y, outputs)
-    for layer, input_name in built.to_adapt:
-        sample = np.asarray(x[:ADAPT_ROWS])
-        if columns is not None and input_name in columns.indexes:
-            sample = sample[:, columns.indexes[input_name]]
-        layer.adapt(sample)
+    for layer, source in built.to_adapt:  # in order: one adapted layer may feed the next
+        sample = keras.Model(built.model.inputs, source)(np.asarray(x[:ADAPT_ROWS]))
+        layer.adapt(keras.ops.convert_to_numpy(sample))
     split = None
     validation_data = None
     if spec.fit.validation_split or spec.fit.test_split:

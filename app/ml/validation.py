@@ -5,7 +5,7 @@ from typing import Any
 import numpy as np
 
 from app.ml.builder import as_graph, build_model
-from app.ml.data import ONE_HOT_LOSSES, ColumnSelection, bind_inputs, bind_outputs, one_hot
+from app.ml.data import ONE_HOT_LOSSES, TabularInputs, bind_inputs, bind_outputs, one_hot
 from app.ml.layers import Dense
 from app.ml.objects import SpecModel
 from app.ml.spec import SpecError, TrainingSpec
@@ -24,8 +24,8 @@ def check_against_dataset(spec: TrainingSpec, features: dict[str, Any], target: 
     single_output = len(outputs) <= 1
     if single_output:
         _check_loss_fits_target(spec, target)
-    columns = ColumnSelection.of(inputs, features)
-    built = build_model(spec, {name: b.shape for name, b in inputs.items()}, max_params, columns)
+    tabular = TabularInputs.of(inputs, features, spec.preprocessing.standardize)
+    built = build_model(spec, {name: b.shape for name, b in inputs.items()}, max_params, tabular)
     if single_output:
         _check_output_fits_target(spec, built.model.outputs[0].shape, target)
     _dry_run(built.model, features, outputs, spec, target)

@@ -7,6 +7,7 @@ from app.config import Settings
 from app.db.session import session_scope
 from app.models import ModelVersion
 from app.registry import service as registry
+from app.serving.columns import ColumnSpec
 from app.serving.resolver import Lookup
 from app.serving.runtimes import RUNTIME_ONNX
 from app.serving.signature import ServedVersion, TensorSpec
@@ -24,6 +25,7 @@ def served_version(row: ModelVersion, artifacts_dir: Path) -> ServedVersion:
         inputs=tuple(TensorSpec.of(spec) for spec in row.signature["inputs"]),
         outputs=tuple(TensorSpec.of(spec) for spec in row.signature["outputs"]),
         classes=tuple(classes) if classes else None,
+        columns=tuple(ColumnSpec.of(c) for c in row.signature["columns"]) if row.signature.get("columns") else None,
     )
 
 

@@ -72,9 +72,10 @@ class ServingService:
         """A TF Serving predict body in, the response body out (row or columnar format)."""
         started = time.perf_counter()
         try:
-            inputs, rows = tfserving.decode_predict(tfserving.parse_json(raw), model.version)
+            request = tfserving.parse_json(raw)
+            inputs, rows = tfserving.decode_predict(request, model.version)
             outputs = await self.predict(model, inputs)
-            body = tfserving.encode_predict(outputs, model.version, rows)
+            body = tfserving.encode_predict(outputs, model.version, rows, tfserving.wants_class_names(request))
         except BaseException as exc:
             model.metrics.request("tfserving", _outcome(exc))
             raise

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from app.errors import BadRequest
+from app.serving.columns import ColumnSpec
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class ServedVersion:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     classes: tuple[Any, ...] | None = None
+    # Tabular models: the dataset's feature columns, which predict rows may be keyed by.
+    columns: tuple[ColumnSpec, ...] | None = None
 
     @property
     def key(self) -> tuple[str, int]:

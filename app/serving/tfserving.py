@@ -14,6 +14,7 @@ import numpy as np
 import orjson
 
 from app.errors import BadRequest
+from app.serving.columns import encode_rows, wants_column_encoding
 from app.serving.signature import ServedVersion, to_input_array
 
 SIGNATURE_NAME = "serving_default"
@@ -52,6 +53,8 @@ def decode_predict(body: Any, version: ServedVersion) -> tuple[list[np.ndarray],
 def _rows(instances: Any, version: ServedVersion) -> list[np.ndarray]:
     if not isinstance(instances, list) or not instances:
         raise BadRequest("'instances' must be a non-empty list of rows")
+    if version.columns and len(version.inputs) == 1 and wants_column_encoding(instances, [version.inputs[0].name]):
+        return [encode_rows(instances, version.columns)]
     if not isinstance(instances[0], dict):
         if len(version.inputs) != 1:
             raise BadRequest(_name_inputs(version, "each instance must be an object"))
@@ -91,8 +94,9 @@ def _name_inputs(version: ServedVersion, what: str) -> str:
     return f"this model has {len(names)} inputs {names}: {what} keyed by input name"
 
 
-def encode_predict(outputs: list[np.ndarray], version: ServedVersion, rows: bool) -> bytes:
-    """The response body: `predictions` for the row format, `outputs` for the columnar one."""
+def encode_predict(outputs: list[np.ndarray], version: ServedVersion, rows: bool, class_names: bool = False) -> bytes:
+    """The response body: `predictions` for the row format, `outputs` for the columnar one;
+    with `class_names`, a classifier also answers the most likely class of each row by name."""
     names = [spec.name for spec in version.outputs]
     if len(outputs) == 1:
         value: Any = outputs[0]
@@ -100,7 +104,25 @@ def encode_predict(outputs: list[np.ndarray], version: ServedVersion, rows: bool
         value = [{name: out[i] for name, out in zip(names, outputs, strict=True)} for i in range(len(outputs[0]))]
     else:
         value = dict(zip(names, outputs, strict=True))
-    return dumps({"predictions" if rows else "outputs": value}, outputs)
+    body: dict[str, Any] = {"predictions" if rows else "outputs": value}
+    if class_names:
+        body["class_names"] = _class_names(outputs, version)
+    return dumps(body, outputs)
+
+
+def wants_class_names(body: Any) -> bool:
+    """A trainyard extension: `"class_names": true` beside `instances` or `inputs`."""
+    return isinstance(body, dict) and body.get("class_names") is True
+
+
+def _class_names(outputs: list[np.ndarray], version: ServedVersion) -> list[Any]:
+    probabilities = outputs[0]
+    if version.classes is None or len(outputs) != 1 or probabilities.ndim != 2:
+        raise BadRequest("class_names: this model is not a classifier with known classes")
+    # One sigmoid unit: the second class when over 0.5; a softmax: the most probable class.
+    single = probabilities.shape[1] == 1
+    picked = (probabilities[:, 0] > 0.5).astype(int) if single else probabilities.argmax(axis=1)
+    return [version.classes[i] if i < len(version.classes) else int(i) for i in picked]
 
 
 def dumps(body: dict[str, Any], arrays: list[np.ndarray]) -> bytes:

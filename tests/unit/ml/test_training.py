@@ -4,6 +4,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import pytest
 
 from app.ml.data import load_arrays, save_arrays
 from app.ml.spec import TrainingSpec
@@ -122,3 +123,39 @@ def test_a_test_split_is_held_out_stratified_and_evaluated(tmp_path: Path) -> No
     body.fit.class_weight = {0: 1.0, 1: 2.0, 2: 1.0}
     result = train(body, stored_dataset(tmp_path), FEATURES, TARGET, ProgressCallback(lambda *_: None))
     assert {"test_loss", "test_accuracy", "val_loss"} <= set(result.final_logs)
+
+
+def test_text_columns_are_one_hot_encoded_and_numbers_standardized_inside_the_model(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    colour = rng.integers(0, 3, 64)  # codes into ["blue", "green", "red"]
+    size = rng.normal(100, 20, 64)
+    x = np.column_stack([size, colour]).astype(np.float32)
+    save_arrays(tmp_path, x, (colour == 2).astype(np.int64))
+    features = {
+        "shape": [2],
+        "dtype": "float32",
+        "columns": ["size", "colour"],
+        "column_types": [
+            {"name": "size", "kind": "numeric", "vocabulary": None},
+            {"name": "colour", "kind": "categorical", "vocabulary": ["blue", "green", "red"]},
+        ],
+    }
+    target = {"shape": [], "dtype": "int64", "columns": ["label"], "classes": [0, 1], "n_classes": 2}
+    body = TrainingSpec.model_validate(
+        {
+            "model": {"layers": [{"type": "Dense", "units": 2, "activation": "softmax"}]},
+            "compile": {"loss": "sparse_categorical_crossentropy"},
+            "fit": {"epochs": 1, "batch_size": 16},
+            "preprocessing": {"standardize": True},
+        }
+    )
+    model = train(body, tmp_path, features, target, ProgressCallback(lambda *_: None)).model
+
+    # The first trained layer sees 1 standardized number + 3 one-hot columns.
+    assert model.layers[-1].kernel.shape == (4, 2)
+    standardize = model.get_layer("features_standardize")
+    assert float(standardize.mean[0, 0]) == pytest.approx(float(size.mean()), rel=1e-3)
+    path = tmp_path / "tabular.keras"
+    save_atomically(model, path)
+    reloaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(reloaded.predict_on_batch(x[:3]), model.predict_on_batch(x[:3]), rtol=1e-5)
