@@ -68,6 +68,10 @@ async def receive_upload(
         raise BadUpload(receiver.error)
     if receiver.filename is None:
         raise BadUpload("the form has no file part named 'file'")
+    if not receiver.file_complete:
+        # The body stopped inside the file part (a dropped connection, a client bug): storing
+        # what arrived would keep a silently truncated dataset.
+        raise BadUpload("the upload ended before the file part did; the body is truncated")
     return ReceivedUpload(
         path=destination,
         filename=receiver.filename,
@@ -84,6 +88,7 @@ class _PartReceiver:
         self.destination = destination
         self.fields: dict[str, str] = {}
         self.filename: str | None = None
+        self.file_complete = False
         self.file_bytes = 0
         self.hasher = hashlib.sha256()
         self.error: str | None = None
@@ -154,6 +159,7 @@ class _PartReceiver:
 
     def _part_end(self) -> None:
         if self._is_file:
+            self.file_complete = True
             self.close()
         elif self._part_name and self.error is None:
             self.fields[self._part_name] = self._value.decode("utf-8", "replace")

@@ -69,3 +69,9 @@ def test_a_form_without_a_file_part_is_refused(tmp_path: Path) -> None:
     body = f"--{BOUNDARY}\r\n{field}\r\n\r\nx\r\n--{BOUNDARY}--\r\n"
     with pytest.raises(BadUpload, match="no file part"):
         receive(body.encode(), tmp_path / "up")
+
+
+def test_a_body_cut_off_inside_the_file_part_is_refused(tmp_path: Path) -> None:
+    body = multipart(b"a,b\n1,2\n" * 100)
+    with pytest.raises(BadUpload, match="truncated"):
+        receive(body[: len(body) // 2], tmp_path / "up")
