@@ -4,9 +4,10 @@ import logging
 
 from celery import Celery
 from celery.signals import setup_logging, worker_process_init
+from sqlalchemy import text
 
 from app.config import get_settings
-from app.db.session import dispose_engines
+from app.db.session import dispose_engines, session_scope
 from app.logs import configure_logging
 from app.queue import celery_config
 
@@ -42,14 +43,19 @@ def _configure_logging(**_: object) -> None:
 
 @worker_process_init.connect
 def warm_up(**_: object) -> None:
-    """Import Keras in each new child, so a job on an idle worker does not pay for it.
+    """Get each new child ready before a job arrives, so a job on an idle worker starts at once:
+    Keras and the training modules imported, a database connection of its own open.
 
     Never in the parent: TensorFlow imported before fork makes the child's TF calls hang.
     """
     import keras
 
-    # Forked from the parent: never reuse its pooled database connections.
+    import app.ml.training  # noqa: F401  (the spec catalog and builder: pydantic schemas to build)
+
+    # Forked from the parent: never reuse its pooled database connections; open a fresh one now.
     dispose_engines(after_fork=True)
+    with session_scope(get_settings().sqlalchemy_url) as session:
+        session.execute(text("SELECT 1"))
     log.info("child ready: Keras %s on %s", keras.__version__, keras.backend.backend())
 
 
