@@ -99,9 +99,9 @@ def train(
     arrays = load_arrays(dataset_dir, loss_name(spec), target.get("n_classes") if len(outputs) <= 1 else None)
     # Whole rows, memory-mapped (inputs that take columns select them inside the model); copied
     # only when empty cells must be dropped or filled.
-    rows, targets, labels, fill_values = apply_missing_policy(
-        arrays.x, model_targets(arrays.y, outputs), arrays.class_labels, spec.preprocessing.missing
-    )
+    rows, targets, labels, fill_values = arrays.x, model_targets(arrays.y, outputs), arrays.class_labels, None
+    if features.get("missing"):  # the dataset's schema says so: no pass over clean data
+        rows, targets, labels, fill_values = apply_missing_policy(rows, targets, labels, spec.preprocessing.missing)
     x, y = rows, targets
     for layer, source in built.to_adapt:  # in order: one adapted layer may feed the next
         sample = keras.Model(built.model.inputs, source)(np.asarray(x[:ADAPT_ROWS]))
