@@ -163,7 +163,7 @@ def test_text_columns_are_one_hot_encoded_and_numbers_standardized_inside_the_mo
 
 
 @pytest.mark.parametrize(
-    ("policy", "rows", "fills"), [("drop", 2, None), ("mean", 3, [2.0, 5.0]), ({"constant": -1.0}, 3, [-1.0, -1.0])]
+    ("policy", "rows", "fills"), [("drop", 1, None), ("mean", 3, [2.0, 4.5]), ({"constant": -1.0}, 3, [-1.0, -1.0])]
 )
 def test_empty_cells_are_dropped_or_filled_as_the_job_says(policy: Any, rows: int, fills: Any) -> None:
     from app.ml.data import apply_missing_policy
