@@ -100,6 +100,18 @@ def numeric_values(array: pa.Array, what: str, first_row: int, where: Where) -> 
     return array.to_numpy(zero_copy_only=False)
 
 
+def reject_infinite(block: np.ndarray, names: list[str], first_row: int, where: Where) -> None:
+    """Infinity (or a number too large for float32) is refused; a missing value (NaN) is kept:
+    what to do with it is the training job's choice (`preprocessing.missing`)."""
+    infinite = np.isinf(block)
+    if infinite.any():
+        row, column = (int(i) for i in np.argwhere(infinite)[0])
+        raise DatasetError(
+            f"column {names[column]!r} has an infinite value at {where(first_row + row)} "
+            "(numbers must fit in float32); fix it before uploading"
+        )
+
+
 def reject_non_finite(block: np.ndarray, names: list[str], first_row: int, where: Where) -> None:
     finite = np.isfinite(block)
     if finite.all():
@@ -131,10 +143,17 @@ class FeatureColumns:
         self.numeric = [j for j, kind in enumerate(kinds) if kind == NUMERIC]
         self.numeric_names = [names[j] for j in self.numeric]
         self.running = RunningStats(len(self.numeric))
+        self.first_missing: dict[int, str] = {}  # numeric column position → where it is first missing
 
     def encode(self, batch: pa.RecordBatch, first_row: int, where: Where) -> np.ndarray:
         numeric = self._numeric_block(batch)
-        reject_non_finite(numeric, self.numeric_names, first_row, where)
+        reject_infinite(numeric, self.numeric_names, first_row, where)
+        missing = np.isnan(numeric)
+        if missing.any():
+            for position in np.flatnonzero(missing.any(axis=0)):
+                if int(position) not in self.first_missing:
+                    row = int(np.argmax(missing[:, position]))
+                    self.first_missing[int(position)] = where(first_row + row)
         self.running.update(numeric)
         if not self.categories:
             return numeric
@@ -181,13 +200,20 @@ class FeatureColumns:
                 stats.append(categorical_entry(name, codes.sorted_counts(), missing))
             else:
                 column_types.append({"name": name, "kind": NUMERIC, "vocabulary": None})
-                stats.append(numeric_entry(name, self.running.summary(summary_index[j])))
-        schema = {
+                position = summary_index[j]
+                stats.append(numeric_entry(name, self.running.summary(position), self.running.missing[position]))
+        schema: dict[str, Any] = {
             "shape": [len(self.names)],
             "dtype": "float32",
             "columns": self.names,
             "column_types": column_types,
         }
+        missing = {
+            self.numeric_names[position]: {"count": int(self.running.missing[position]), "first": at}
+            for position, at in sorted(self.first_missing.items())
+        }
+        if missing:  # numeric cells left empty: a job must say what to do (preprocessing.missing)
+            schema["missing"] = missing
         return schema, stats
 
 

@@ -15,11 +15,12 @@ class RunningStats:
     """Count, mean, variance, min and max per column, merged block by block in float64.
 
     Blocks are combined with Chan et al.'s pairwise update, which stays accurate where a running
-    sum of squares would cancel catastrophically.
+    sum of squares would cancel catastrophically. Missing values (NaN) are skipped and counted.
     """
 
     def __init__(self, width: int) -> None:
-        self.count = 0
+        self.count = np.zeros(width)
+        self.missing = np.zeros(width, dtype=np.int64)
         self.mean = np.zeros(width)
         self.m2 = np.zeros(width)
         self.minimum = np.full(width, np.inf)
@@ -32,30 +33,50 @@ class RunningStats:
             self._merge(block[start : start + step])
 
     def _merge(self, block: np.ndarray) -> None:
-        rows = block.shape[0]
-        if rows == 0:
+        if block.shape[0] == 0:
             return
+        missing = np.isnan(block) if block.dtype.kind == "f" else None
+        if missing is not None and missing.any():
+            self.missing += missing.sum(axis=0)
+            self._merge_present(block, ~missing)
+            return
+        rows = np.full(block.shape[1], float(block.shape[0]))
         block_mean = block.mean(axis=0, dtype=np.float64)
         block_m2 = ((block - block_mean) ** 2).sum(axis=0, dtype=np.float64)
+        self._combine(rows, block_mean, block_m2, block.min(axis=0), block.max(axis=0))
+
+    def _merge_present(self, block: np.ndarray, present: np.ndarray) -> None:
+        rows = present.sum(axis=0).astype(np.float64)
+        filled = np.where(present, block, 0.0)
+        block_mean = np.divide(filled.sum(axis=0, dtype=np.float64), rows, out=np.zeros_like(rows), where=rows > 0)
+        block_m2 = np.where(present, (block - block_mean) ** 2, 0.0).sum(axis=0, dtype=np.float64)
+        low = np.where(present, block, np.inf).min(axis=0)
+        high = np.where(present, block, -np.inf).max(axis=0)
+        self._combine(rows, block_mean, block_m2, low, high)
+
+    def _combine(
+        self, rows: np.ndarray, block_mean: np.ndarray, block_m2: np.ndarray, low: np.ndarray, high: np.ndarray
+    ) -> None:
         total = self.count + rows
+        share = np.divide(rows, total, out=np.zeros_like(rows), where=total > 0)
         delta = block_mean - self.mean
-        self.mean += delta * (rows / total)
-        self.m2 += block_m2 + delta**2 * (self.count * rows / total)
+        self.mean += delta * share
+        self.m2 += block_m2 + delta**2 * self.count * share
         self.count = total
-        np.minimum(self.minimum, block.min(axis=0), out=self.minimum)
-        np.maximum(self.maximum, block.max(axis=0), out=self.maximum)
+        np.minimum(self.minimum, low, out=self.minimum)
+        np.maximum(self.maximum, high, out=self.maximum)
 
     def summary(self, index: int) -> dict[str, float]:
         return {
             "min": float(self.minimum[index]),
             "max": float(self.maximum[index]),
             "mean": float(self.mean[index]),
-            "std": float(np.sqrt(self.m2[index] / self.count)) if self.count else 0.0,
+            "std": float(np.sqrt(self.m2[index] / self.count[index])) if self.count[index] else 0.0,
         }
 
 
-def numeric_entry(name: str, summary: dict[str, float]) -> dict[str, Any]:
-    return {"name": name, "kind": "numeric", **summary, "missing": 0}
+def numeric_entry(name: str, summary: dict[str, float], missing: int = 0) -> dict[str, Any]:
+    return {"name": name, "kind": "numeric", **summary, "missing": int(missing)}
 
 
 def categorical_entry(name: str, counts: np.ndarray, missing: int) -> dict[str, Any]:

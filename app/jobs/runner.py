@@ -115,7 +115,9 @@ def _train_save_register(
     training.save_atomically(result.model, artifact)
     serving = _export_for_serving(result.model, relative, settings)
     signature = dict(
-        serving.signature, classes=dataset.target.get("classes"), columns=_row_columns(dataset, serving.signature)
+        serving.signature,
+        classes=dataset.target.get("classes"),
+        columns=_row_columns(dataset, serving.signature, result.fill_values),
     )
     serving_path = relative.with_name("model.onnx") if serving.path is not None else None
     with session_scope(settings.sqlalchemy_url) as session:
@@ -141,14 +143,19 @@ def _train_save_register(
     return JobStatus.SUCCEEDED
 
 
-def _row_columns(dataset: Dataset, signature: dict[str, Any]) -> list[dict[str, Any]] | None:
+def _row_columns(
+    dataset: Dataset, signature: dict[str, Any], fill_values: list[float] | None
+) -> list[dict[str, Any]] | None:
     """The dataset's feature columns, when the model takes its rows whole: predict may then key
-    rows by column name and send categories as text."""
+    rows by column name, send categories as text, and leave cells empty that training filled."""
     columns = dataset.features.get("columns")
     inputs = signature.get("inputs") or []
     if not columns or len(inputs) != 1 or list(inputs[0]["shape"][1:]) != [len(columns)]:
         return None
-    return dataset.features.get("column_types") or [{"name": c, "kind": "numeric"} for c in columns]
+    described = dataset.features.get("column_types") or [{"name": c, "kind": "numeric"} for c in columns]
+    if fill_values is None:
+        return described
+    return [dict(column, fill=fill) for column, fill in zip(described, fill_values, strict=True)]
 
 
 def _export_for_serving(model: Any, relative: Path, settings: Settings) -> Any:

@@ -196,3 +196,24 @@ def take(arrays: Any, rows: np.ndarray) -> Any:
     if isinstance(arrays, dict):
         return {name: np.asarray(a[rows]) for name, a in arrays.items()}
     return np.asarray(arrays[rows])
+
+
+def apply_missing_policy(
+    x: np.ndarray, y: Any, labels: np.ndarray | None, policy: Any
+) -> tuple[np.ndarray, Any, np.ndarray | None, list[float] | None]:
+    """Rows with empty numeric cells (NaN) dropped, or the cells filled; also returns the fill
+    value of each column (None when rows were dropped), for predict to fill the same way."""
+    missing = np.isnan(x)
+    if not missing.any():
+        return x, y, labels, None
+    if policy == "reject":
+        raise ValueError("the dataset has empty values: preprocessing.missing must say what to do with them")
+    if policy == "drop":
+        keep = np.flatnonzero(~missing.any(axis=tuple(range(1, x.ndim))))
+        if keep.size == 0:
+            raise ValueError("every row has an empty value: nothing is left to train on")
+        return np.asarray(x[keep]), take(y, keep), None if labels is None else np.asarray(labels[keep]), None
+    fills = np.nanmean(x, axis=0) if policy == "mean" else np.full(x.shape[1:], policy.constant, dtype=np.float64)
+    fills = np.nan_to_num(fills)  # a column with no value at all fills with 0
+    filled = np.where(missing, fills.astype(x.dtype), x)
+    return filled, y, labels, [float(v) for v in np.ravel(fills)]

@@ -82,7 +82,7 @@ def _refuse_unsafe(node: Any, path: str) -> None:
             raise KerasConfigError(f"{where}: {class_name} is not allowed: it runs code or reads files")
         if class_name != "__keras_tensor__":
             module = node.get("module", "keras")
-            if module not in ALLOWED_MODULES:
+            if not isinstance(module, str) or module not in ALLOWED_MODULES:
                 raise KerasConfigError(f"{where}: objects from module {module!r} are not allowed")
             if node.get("registered_name") not in (None, class_name):
                 raise KerasConfigError(f"{where}: custom (registered) objects are not allowed")

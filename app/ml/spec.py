@@ -161,11 +161,20 @@ class FitSpec(SpecModel):
         return self
 
 
+class FillConstant(SpecModel):
+    constant: float
+
+
 class Preprocessing(SpecModel):
-    """Done inside the model, so predict takes the same raw rows the dataset had."""
+    """Done inside the model (or recorded with it), so predict takes the same raw rows the dataset had."""
 
     standardize: bool = Field(
         default=False, description="Scale numeric columns to mean 0, variance 1 (adapted on the training rows)."
+    )
+    missing: Literal["reject", "drop", "mean"] | FillConstant = Field(
+        default="reject",
+        description="Empty numeric cells: refuse the dataset (default), drop those rows, or fill them with the "
+        "column's mean or a constant (predict fills missing values the same way).",
     )
 
 

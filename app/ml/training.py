@@ -13,7 +13,16 @@ import keras
 import numpy as np
 
 from app.ml.builder import as_graph, build_model
-from app.ml.data import TabularInputs, bind_inputs, bind_outputs, load_arrays, model_targets, split_rows, take
+from app.ml.data import (
+    TabularInputs,
+    apply_missing_policy,
+    bind_inputs,
+    bind_outputs,
+    load_arrays,
+    model_targets,
+    split_rows,
+    take,
+)
 from app.ml.spec import TrainingSpec
 from app.ml.validation import loss_name
 
@@ -64,6 +73,8 @@ class TrainingResult:
     model: keras.Model
     epochs_run: int
     final_logs: dict[str, float | str] = field(default_factory=dict)
+    # Per feature column, the value empty cells were filled with (preprocessing.missing).
+    fill_values: list[float] | None = None
 
 
 def train(
@@ -86,8 +97,12 @@ def train(
     tabular = TabularInputs.of(inputs, features, spec.preprocessing.standardize)
     built = build_model(spec, {name: binding.shape for name, binding in inputs.items()}, tabular=tabular)
     arrays = load_arrays(dataset_dir, loss_name(spec), target.get("n_classes") if len(outputs) <= 1 else None)
-    x = arrays.x  # whole rows, memory-mapped: inputs that take columns select them inside the model
-    y = model_targets(arrays.y, outputs)
+    # Whole rows, memory-mapped (inputs that take columns select them inside the model); copied
+    # only when empty cells must be dropped or filled.
+    rows, targets, labels, fill_values = arrays.x, model_targets(arrays.y, outputs), arrays.class_labels, None
+    if features.get("missing"):  # the dataset's schema says so: no pass over clean data
+        rows, targets, labels, fill_values = apply_missing_policy(rows, targets, labels, spec.preprocessing.missing)
+    x, y = rows, targets
     for layer, source in built.to_adapt:  # in order: one adapted layer may feed the next
         sample = keras.Model(built.model.inputs, source)(np.asarray(x[:ADAPT_ROWS]))
         layer.adapt(keras.ops.convert_to_numpy(sample))
@@ -96,7 +111,7 @@ def train(
     if spec.fit.validation_split or spec.fit.test_split:
         # Our own seeded (and, for classes, stratified) split: Keras's validation_split takes the
         # last rows as they are, which on a sorted file is one class. Copies the rows it takes.
-        stratify_by = arrays.class_labels if len(outputs) <= 1 else None
+        stratify_by = labels if len(outputs) <= 1 else None
         split = split_rows(len(x), spec.fit.validation_split, spec.fit.test_split, spec.fit.seed or 0, stratify_by)
         if len(split.validation):
             validation_data = (take(x, split.validation), take(y, split.validation))
@@ -115,11 +130,11 @@ def train(
     model = built.model
     logs = {name: values[-1] for name, values in history.history.items() if values}
     if split is not None and len(split.test):
-        evaluated = model.evaluate(
-            take(arrays.x, split.test), take(model_targets(arrays.y, outputs), split.test), return_dict=True, verbose=0
-        )
+        evaluated = model.evaluate(take(rows, split.test), take(targets, split.test), return_dict=True, verbose=0)
         logs |= {f"test_{name}": value for name, value in evaluated.items()}
-    return TrainingResult(model=model, epochs_run=len(history.epoch), final_logs=finite_floats(logs))
+    return TrainingResult(
+        model=model, epochs_run=len(history.epoch), final_logs=finite_floats(logs), fill_values=fill_values
+    )
 
 
 def _fit_callbacks(spec: TrainingSpec) -> list[keras.callbacks.Callback]:

@@ -18,6 +18,7 @@ def check_against_dataset(spec: TrainingSpec, features: dict[str, Any], target: 
 
     Builds the model (Keras, no data): call it off the event loop.
     """
+    _check_missing_policy(spec, features)
     graph = as_graph(spec.model)
     inputs = bind_inputs(graph.inputs, features)
     outputs = bind_outputs(graph.output_specs, target) if graph.outputs else {}
@@ -64,6 +65,19 @@ def _sample_labels(outputs: dict[str, Any], spec: TrainingSpec, target: dict[str
     if is_class_index:
         return np.zeros(2, dtype=np.int64)
     return np.zeros((2, *target["shape"]), dtype=np.float32)
+
+
+def _check_missing_policy(spec: TrainingSpec, features: dict[str, Any]) -> None:
+    missing = features.get("missing")
+    if not missing or spec.preprocessing.missing != "reject":
+        return
+    column, where = next(iter(missing.items()))
+    others = f" (and {len(missing) - 1} more column(s))" if len(missing) > 1 else ""
+    raise SpecError(
+        "preprocessing.missing",
+        f"column {column!r} has {where['count']} empty value(s), the first at {where['first']}{others}; "
+        'choose what to do with them: "drop" the rows, fill with the column\'s "mean", or {"constant": 0}',
+    )
 
 
 def loss_name(spec: TrainingSpec) -> str:

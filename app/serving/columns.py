@@ -15,11 +15,17 @@ class ColumnSpec:
 
     name: str
     vocabulary: tuple[Any, ...] | None = None
+    fill: float | None = None  # what training filled empty cells with (preprocessing.missing)
 
     @classmethod
     def of(cls, column: dict[str, Any]) -> "ColumnSpec":
         vocabulary = column.get("vocabulary") if column.get("kind") == "categorical" else None
-        return cls(name=str(column["name"]), vocabulary=tuple(vocabulary) if vocabulary is not None else None)
+        fill = column.get("fill") if column.get("kind") != "categorical" else None
+        return cls(
+            name=str(column["name"]),
+            vocabulary=tuple(vocabulary) if vocabulary is not None else None,
+            fill=float(fill) if fill is not None else None,
+        )
 
 
 def wants_column_encoding(instances: list[Any], input_names: list[str]) -> bool:
@@ -49,6 +55,8 @@ def encode_rows(instances: list[Any], columns: tuple[ColumnSpec, ...]) -> np.nda
                 out[row, position] = lookup[value]
             elif isinstance(value, int | float) and not isinstance(value, bool):
                 out[row, position] = value
+            elif value is None and column.fill is not None:
+                out[row, position] = column.fill
             else:
                 raise BadRequest(f"{where}: expected a number, got {value!r}")
     return out

@@ -71,3 +71,21 @@ def test_an_unknown_job_is_a_404_in_the_error_shape(client: TestClient) -> None:
     response = client.get("/v1/jobs/nope")
     assert response.status_code == 404
     assert set(response.json()) == {"error", "detail"}
+
+
+def test_empty_cells_need_a_policy_before_a_job_is_queued(client: TestClient) -> None:
+    data = b"a,b,label\n1,2,0\n3,,1\n" + b"".join(b"%d,%d,%d\n" % (i, i + 1, i % 2) for i in range(20))
+    dataset = client.post("/v1/datasets", files={"file": ("gaps.csv", data)}).json()
+    assert dataset["features"]["missing"] == {"b": {"count": 1, "first": "data row 2 (line 3)"}}
+    layers = mlp_layers(classes=2)
+
+    refused = client.post("/v1/jobs", json=job_request(dataset["id"], model={"layers": layers}))
+    assert refused.status_code == 422
+    assert refused.json()["error"].startswith(
+        "preprocessing.missing: column 'b' has 1 empty value(s), the first at data row 2 (line 3)"
+    )
+    for policy in ("drop", "mean", {"constant": 0}):
+        accepted = client.post(
+            "/v1/jobs", json=job_request(dataset["id"], model={"layers": layers}, preprocessing={"missing": policy})
+        )
+        assert accepted.status_code == 202, accepted.text

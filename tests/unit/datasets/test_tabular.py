@@ -1,5 +1,6 @@
 """CSV, Parquet and JSON Lines into stored arrays: one path, schemas, categories, bad data named."""
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -113,10 +114,15 @@ def test_a_ragged_row_is_reported_with_its_line_number(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("fmt", "where"), [("csv", r"data row 2 \(line 3\)"), ("parquet", "row 2"), ("jsonl", "line 2")]
 )
-def test_a_missing_number_names_its_column_and_row(tmp_path: Path, fmt: str, where: str) -> None:
-    columns = {"a": [1.0, None, 3.0], "b": [1.0, 2.0, 3.0], "label": [0, 1, 0]}
-    with pytest.raises(DatasetError, match=rf"column 'a' has an empty or NaN value at {where}"):
-        store_upload(tmp_path, f"d.{fmt}", ENCODERS[fmt](columns))
+def test_a_missing_number_is_kept_with_its_column_and_first_row(tmp_path: Path, fmt: str, where: str) -> None:
+    # Stored as NaN; the training job says what to do with it (preprocessing.missing).
+    columns = {"a": [1.0, None, 3.0, None], "b": [1.0, 2.0, 3.0, 4.0], "label": [0, 1, 0, 1]}
+    stored, directory = store_upload(tmp_path, f"d.{fmt}", ENCODERS[fmt](columns))
+    missing = stored.features["missing"]
+    assert list(missing) == ["a"] and missing["a"]["count"] == 2
+    assert re.fullmatch(where, missing["a"]["first"])
+    x, _ = stored_arrays(directory)
+    assert np.isnan(x[1, 0]) and np.isnan(x[3, 0]) and not np.isnan(x[:, 1]).any()
 
 
 def test_a_number_too_large_for_float32_is_refused_with_its_row(tmp_path: Path) -> None:

@@ -123,3 +123,8 @@ def test_bad_arguments_inside_a_config_name_the_layer_and_field() -> None:
     config["config"]["layers"][1]["config"]["units"] = -3
     message = refusal(config)
     assert "layer 'hidden' (Dense): units" in message
+
+
+def test_a_module_that_is_not_a_string_is_refused() -> None:
+    # Found by the HTTP property test: a list here once raised TypeError (a 500).
+    assert "objects from module [] are not allowed" in refusal({"class_name": "Sequential", "module": []})

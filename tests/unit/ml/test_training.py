@@ -1,6 +1,7 @@
 """Training on stored arrays: per-epoch reports, cooperative stop, seeds, atomic saves."""
 
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -159,3 +160,18 @@ def test_text_columns_are_one_hot_encoded_and_numbers_standardized_inside_the_mo
     save_atomically(model, path)
     reloaded = keras.saving.load_model(path, safe_mode=True)
     np.testing.assert_allclose(reloaded.predict_on_batch(x[:3]), model.predict_on_batch(x[:3]), rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("policy", "rows", "fills"), [("drop", 1, None), ("mean", 3, [2.0, 4.5]), ({"constant": -1.0}, 3, [-1.0, -1.0])]
+)
+def test_empty_cells_are_dropped_or_filled_as_the_job_says(policy: Any, rows: int, fills: Any) -> None:
+    from app.ml.data import apply_missing_policy
+    from app.ml.spec import Preprocessing
+
+    x = np.array([[1.0, 4.0], [np.nan, 5.0], [3.0, np.nan]], dtype=np.float32)
+    chosen = Preprocessing.model_validate({"missing": policy}).missing
+    filled, y, labels, fill_values = apply_missing_policy(x, np.arange(3), np.arange(3), chosen)
+    assert labels is None or len(labels) == rows
+    assert len(filled) == rows and len(y) == rows and not np.isnan(filled).any()
+    assert fill_values == fills

@@ -38,3 +38,10 @@ def test_plain_numeric_rows_skip_encoding() -> None:
     assert wants_column_encoding([[1.0, "red"]], ["features"])
     assert wants_column_encoding([{"size": 1.0, "colour": "red"}], ["features"])
     assert not wants_column_encoding([{"features": [1.0, 2.0]}], ["features"])
+
+
+def test_an_empty_cell_is_filled_as_training_filled_it() -> None:
+    columns = (ColumnSpec("size", fill=2.5), ColumnSpec("colour", ("blue", "red")))
+    np.testing.assert_array_equal(
+        encode_rows([{"size": None, "colour": "red"}], columns), np.array([[2.5, 1.0]], dtype=np.float32)
+    )
