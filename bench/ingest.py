@@ -19,7 +19,6 @@ The generated files live in a temporary directory and are deleted afterwards.
 
 import argparse
 import os
-import platform
 import re
 import socket
 import subprocess
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import machine  # bench/machine.py (scripts run from bench/, so it is importable)
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
@@ -230,34 +230,7 @@ def compare_fits(dataset_dir: Path, epochs: int, rounds: int) -> tuple[float, fl
 
 
 def environment() -> str:
-    import fastapi
-    import keras
-    import uvicorn
-
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    try:
-        import tensorflow as tf
-
-        backend = f"TensorFlow {tf.__version__}"
-    except ImportError:
-        backend = keras.backend.backend()
-    versions = [
-        f"Python {platform.python_version()}",
-        f"pyarrow {pa.__version__}",
-        f"NumPy {np.__version__}",
-        f"Keras {keras.__version__} on {backend}",
-        f"FastAPI {fastapi.__version__}",
-        f"uvicorn {uvicorn.__version__}",
-        f"httpx {httpx.__version__}",
-    ]
-    return f"{os.cpu_count()} cores ({cpu}); " + ", ".join(versions)
+    return machine.describe("pyarrow", "numpy", "fastapi", "uvicorn", "httpx")
 
 
 def main() -> None:

@@ -17,7 +17,6 @@ Production mode needs PostgreSQL and Redis on 127.0.0.1 (skipped with a note oth
 import argparse
 import csv
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import machine  # bench/machine.py (scripts run from bench/, so it is importable)
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -242,33 +242,7 @@ def services_up() -> bool:
 
 
 def environment() -> str:
-    import celery
-    import fastapi
-    import keras
-    import sqlalchemy
-
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    try:
-        import tensorflow as tf
-
-        backend = f"TensorFlow {tf.__version__}"
-    except ImportError:
-        backend = keras.backend.backend()
-    versions = [
-        f"Python {platform.python_version()}",
-        f"Keras {keras.__version__} on {backend}",
-        f"Celery {celery.__version__}",
-        f"SQLAlchemy {sqlalchemy.__version__}",
-        f"FastAPI {fastapi.__version__}",
-    ]
-    return f"{os.cpu_count()} cores ({cpu}); " + ", ".join(versions)
+    return machine.describe("celery", "sqlalchemy", "fastapi")
 
 
 def percentile(values: list[float], q: float) -> float:
