@@ -37,17 +37,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     port = free_port()
     process = TrainyardProcess(["serve", "--port", str(port)], settings, home.parent / "serve.log")
     url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        if process.process.poll() is not None:
-            raise AssertionError(f"serve exited:\n{process.log()[-5000:]}")
-        try:
-            return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        wait_for(ready, timeout=60, interval=0.3, what="trainyard serve to be ready")
+        wait_until_ready(process, f"{url}/readyz")
         process.wait_for_log("child ready", timeout=120)  # the embedded worker
         yield Server(url=url, settings=settings, process=process)
     finally:
@@ -72,20 +63,25 @@ def serving_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
     port = free_port()
     process = TrainyardProcess(["serve", "--serving-only", "--port", str(port)], settings, home.parent / "serving.log")
     url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(process, f"{url}/v2/health/ready")
+        yield Server(url=url, settings=settings, process=process)
+    finally:
+        process.stop()
+
+
+def wait_until_ready(process: TrainyardProcess, probe: str) -> None:
+    """Poll `probe` until it answers 200; fail at once if the process exits."""
 
     def ready() -> bool:
         if process.process.poll() is not None:
             raise AssertionError(f"serve exited:\n{process.log()[-5000:]}")
         try:
-            return httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200
+            return httpx.get(probe, timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
 
-    try:
-        wait_for(ready, timeout=60, interval=0.2, what="the serving process to be ready")
-        yield Server(url=url, settings=settings, process=process)
-    finally:
-        process.stop()
+    wait_for(ready, timeout=60, interval=0.2, what=f"{probe} to answer 200")
 
 
 def _set_label(settings: Settings, name: str, label: str, version: int) -> None:
