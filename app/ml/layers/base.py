@@ -33,10 +33,9 @@ class LayerBase(SpecModel):
         return self.model_dump(exclude=set(NON_KERAS_FIELDS), exclude_none=True)
 
 
-class KernelLayer(LayerBase):
-    """Arguments of layers with a kernel and a bias: activation, initializers, regularizers."""
+class KernelArguments(LayerBase):
+    """Arguments of layers with a kernel and a bias: initializers, regularizers, constraints."""
 
-    activation: ActivationName | None = None
     use_bias: bool = True
     kernel_initializer: Initializer = "glorot_uniform"
     bias_initializer: Initializer = "zeros"
@@ -45,3 +44,9 @@ class KernelLayer(LayerBase):
     activity_regularizer: Regularizer | None = None
     kernel_constraint: Constraint | None = None
     bias_constraint: Constraint | None = None
+
+
+class KernelLayer(KernelArguments):
+    """A kernel layer with an activation (Dense, convolutions, recurrent layers)."""
+
+    activation: ActivationName | None = None

@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from app.ml.layers.base import (
+    KernelArguments,
     KernelLayer,
     LayerBase,
     PositiveInt,
@@ -50,7 +51,7 @@ class GRU(_Recurrent):
 RecurrentLayer = Annotated[SimpleRNN | LSTM | GRU, Field(discriminator="type")]
 
 
-class MultiHeadAttention(LayerBase):
+class MultiHeadAttention(KernelArguments):
     """Self-attention in a stack; in a graph, `inputs` are [query, value] or [query, value, key]."""
 
     type: Literal["MultiHeadAttention"]
@@ -58,16 +59,8 @@ class MultiHeadAttention(LayerBase):
     key_dim: PositiveInt
     value_dim: PositiveInt | None = None
     dropout: Rate = 0.0
-    use_bias: bool = True
     output_shape: list[PositiveInt] | None = None
     attention_axes: list[int] | None = None
-    kernel_initializer: Initializer = "glorot_uniform"
-    bias_initializer: Initializer = "zeros"
-    kernel_regularizer: Regularizer | None = None
-    bias_regularizer: Regularizer | None = None
-    activity_regularizer: Regularizer | None = None
-    kernel_constraint: Constraint | None = None
-    bias_constraint: Constraint | None = None
     seed: Seed | None = None
 
 
