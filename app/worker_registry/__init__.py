@@ -1,0 +1,1 @@
+"""Which workers are alive and what they consume, from the `workers` table they report to."""
