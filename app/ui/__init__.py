@@ -1,0 +1,1 @@
+"""The browser dashboard at /ui: page shells, server-rendered data fragments, static files."""
