@@ -1,0 +1,118 @@
+"""fit.performance: what auto decides from the spec, the device and the timed steps, and why."""
+
+from typing import Any
+
+import pytest
+
+from app.ml import performance
+from app.ml.performance import Device, plan, size_steps
+from app.ml.spec import FitSpec
+
+CPU = Device("cpu", "cpu (2 cores)", memory_bytes=8 << 30, bfloat16=False)
+H200 = Device("gpu", "NVIDIA H200", memory_bytes=140 << 30, bfloat16=True)
+T4 = Device("gpu", "Tesla T4", memory_bytes=15 << 30, bfloat16=False)
+
+
+@pytest.fixture
+def on(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Plan as if training ran on `device` (the real device query is the backend's)."""
+
+    def use(device: Device) -> None:
+        monkeypatch.setattr(performance, "current_device", lambda: device)
+
+    return use
+
+
+def test_off_is_kerass_defaults(on: Any) -> None:
+    on(H200)
+    chosen = plan(FitSpec(performance="off"), data_bytes=1 << 20, device_data_share=0.5, measurable=True)
+    record = chosen.record()
+    assert (chosen.steps_per_execution, chosen.jit_compile, chosen.dtype_policy, chosen.data_placement) == (
+        1,
+        "auto",
+        "float32",
+        "host",
+    )
+    assert record.mode == "off" and "off" in record.steps_per_execution.reason
+
+
+def test_auto_on_a_cpu_times_steps_compiles_keeps_float32_and_places_data_that_fits(on: Any) -> None:
+    on(CPU)
+    chosen = plan(FitSpec(), data_bytes=1 << 30, device_data_share=0.5, measurable=True)
+    assert chosen.steps_per_execution is None  # sized once the first steps are timed
+    assert chosen.jit_compile is True
+    assert chosen.dtype_policy == "float32" and "bfloat16" in chosen.reasons["dtype"]
+    assert chosen.data_placement == "device" and "1.0 GiB" in chosen.reasons["placement"]
+
+    too_big = plan(FitSpec(), data_bytes=5 << 30, device_data_share=0.5, measurable=True)
+    assert too_big.data_placement == "pipeline" and "exceed 50% of 8.0 GiB" in too_big.reasons["placement"]
+
+
+def test_tensorflow_on_a_cpu_leaves_xla_off_for_convolutions(on: Any) -> None:
+    on(CPU)
+    chosen = plan(FitSpec(), 1 << 20, 0.5, True, layer_types=frozenset({"Conv2D", "Dense"}))
+    assert chosen.jit_compile is False and "oneDNN" in chosen.reasons["jit"]
+    on(H200)
+    assert plan(FitSpec(), 1 << 20, 0.5, True, layer_types=frozenset({"Conv2D"})).jit_compile is True
+
+
+def test_auto_picks_bfloat16_only_on_gpus_that_compute_it(on: Any) -> None:
+    on(H200)
+    assert plan(FitSpec(), 1 << 20, 0.5, True).dtype_policy == "mixed_bfloat16"
+    on(T4)
+    assert plan(FitSpec(), 1 << 20, 0.5, True).dtype_policy == "float32"
+
+
+def test_an_lstm_on_a_jax_gpu_stays_float32_where_cudnn_cannot_take_bfloat16(
+    on: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    on(H200)
+    monkeypatch.setattr(performance.keras.backend, "backend", lambda: "jax")
+    chosen = plan(FitSpec(), 1 << 20, 0.5, True, layer_types=frozenset({"Bidirectional", "LSTM", "Dense"}))
+    assert chosen.dtype_policy == "float32" and "cuDNN" in chosen.reasons["dtype"]
+    assert plan(FitSpec(), 1 << 20, 0.5, True, layer_types=frozenset({"GRU", "Dense"})).dtype_policy == "mixed_bfloat16"
+    assert plan(
+        FitSpec(dtype_policy="mixed_bfloat16"), 1 << 20, 0.5, True, layer_types=frozenset({"LSTM"})
+    ).dtype_policy == ("mixed_bfloat16")  # given in fit: kept
+
+
+def test_every_choice_given_in_fit_is_kept_and_says_so(on: Any) -> None:
+    on(H200)
+    fit = FitSpec(steps_per_execution=7, jit_compile=False, dtype_policy="float32", data_placement="host")
+    chosen = plan(fit, 1 << 20, 0.5, True)
+    assert (chosen.steps_per_execution, chosen.jit_compile, chosen.dtype_policy, chosen.data_placement) == (
+        7,
+        False,
+        "float32",
+        "host",
+    )
+    assert set(chosen.reasons.values()) == {"given in fit"}
+
+
+def test_a_run_that_cannot_time_its_steps_keeps_one_step_per_call(on: Any) -> None:
+    on(CPU)
+    chosen = plan(FitSpec(), 1 << 20, 0.5, measurable=False)
+    assert chosen.steps_per_execution == 1 and "no steps to time" in chosen.reasons["spe"]
+
+
+@pytest.mark.parametrize(
+    ("steps", "expected"),
+    [
+        ([0.001] * 10, 100),  # 1 ms steps: 100 make the 100 ms group
+        ([0.001, 0.002, 0.001, 0.050, 0.001], 100),  # the median, not an outlier, sizes it
+        ([0.5] * 4, 1),  # a step longer than the target: one per call
+        ([1e-7] * 4, performance.MAX_STEPS_PER_EXECUTION),  # capped
+        ([], 1),  # nothing timed: Keras's default
+    ],
+)
+def test_step_groups_are_sized_from_the_median_step(steps: list[float], expected: int) -> None:
+    chosen, reason = size_steps(steps)
+    assert chosen == expected
+    assert reason
+
+
+def test_a_performance_value_other_than_auto_or_off_is_refused() -> None:
+    with pytest.raises(ValueError, match="performance"):
+        FitSpec.model_validate({"performance": "turbo"})
+    with pytest.raises(ValueError, match="data_placement"):
+        FitSpec.model_validate({"data_placement": "gpu"})
