@@ -1,0 +1,1 @@
+"""Feature attributions (`:explain`) and permutation importance of registered versions."""
