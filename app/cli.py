@@ -1,21 +1,26 @@
-"""The `trainyard` command: serve (API, plus a worker in embedded mode), worker, migrate."""
+"""The `trainyard` command: serve (API, plus a worker in embedded mode), worker, migrate, keys;
+and the client commands datasets, jobs, models, predict."""
 
-import ctypes
+import errno
 import logging
 import os
-import signal
 import socket
-import subprocess
 import sys
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from app.config import get_settings
+from app import __version__
+from app.config import Settings, get_settings
 from app.logs import configure_logging
-from app.queue import QUEUES
 
-cli = typer.Typer(help="trainyard: a REST model-training service.", no_args_is_help=True)
+if TYPE_CHECKING:
+    import uvicorn
+
+cli = typer.Typer(
+    help="trainyard: a REST model-training service (`trainyard --version` prints its version).", no_args_is_help=True
+)
 log = logging.getLogger("trainyard")
 
 
@@ -33,38 +38,146 @@ def serve(
     ] = False,
 ) -> None:
     """Run the HTTP API. In embedded mode (no TRAINYARD_BROKER_URL) also start a worker."""
-    import uvicorn
-
-    from app.db.migrate import upgrade_to_head
-
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
-    upgrade_to_head(settings)
-    worker = _start_embedded_worker() if settings.runs_embedded_worker and not serving_only else None
-    log.info(
-        "serving on http://%s:%s (database %s, broker %s, %s)",
-        host,
-        port,
-        settings.sqlalchemy_url.split("@")[-1],  # no credentials in logs
-        settings.celery_broker_url.split("@")[-1],
-        "serving only" if serving_only else "embedded worker" if worker else "external workers",
-    )
-    factory = "app.main:create_serving_app" if serving_only else "app.main:create_app"
+    # Checked before anything slow starts: a new user's mistake is one line within 2 s, not a
+    # traceback after the worker and TensorFlow have loaded.
     try:
-        uvicorn.run(
-            factory,
-            factory=True,
-            host=host,
-            port=port,
+        listener = _bind(host, port)
+        _check_database(settings)
+    except StartupError as exc:
+        typer.echo(f"trainyard serve: {exc}", err=True)
+        raise typer.Exit(2) from None
+    supervisor = None
+    if settings.runs_embedded_worker and not serving_only:
+        from app.embedded.supervisor import embedded_worker
+
+        supervisor = embedded_worker(settings)
+        supervisor.start()
+    try:
+        import uvicorn
+
+        from app.main import create_app, create_serving_app
+
+        app = (
+            create_serving_app(settings, listen_hosts=[host])
+            if serving_only
+            else create_app(settings, embedded_worker=supervisor, listen_hosts=[host])
+        )
+        log.info(
+            "API keys %s (TRAINYARD_AUTH=%s)", "required" if app.state.auth.required else "not required", settings.auth
+        )
+        mode = "serving only" if serving_only else "embedded worker" if supervisor else "external workers"
+        config = uvicorn.Config(
+            app,
             log_config=None,
             access_log=settings.access_log,
             # uvloop and httptools: the C event loop and HTTP parser (uvicorn[standard]).
             loop="uvloop",
             http="httptools",
         )
+        _serve(config, listener, f"serving on {_url(host, port)} ({_where(settings)}, {mode})")
     finally:
-        if worker is not None:
-            _stop(worker)
+        listener.close()
+        if supervisor is not None:  # stopped by the app's shutdown, unless uvicorn never started
+            supervisor.stop()
+
+
+class StartupError(Exception):
+    """Why serve cannot start, said as what to do about it (one line, no traceback)."""
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening address, bound now (uvicorn listens on it once the app has started), so a
+    port in use is found before anything else is loaded."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise StartupError(
+            f"cannot listen on {host!r}: {exc.strerror}; pass --host with an address of this machine"
+        ) from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restarts need no wait
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupError(
+                f"port {port} on {host} is in use (another trainyard serve?); stop that process or pass --port"
+            ) from None
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}; pass another --host or --port") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _check_database(settings: Settings) -> None:
+    """The database URL is one SQLAlchemy can use, and the schema is brought up to date."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    # Alembic logs each of its plugins at INFO when imported: seven lines of noise at every start.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    from app.db.migrate import upgrade_to_head
+
+    url = settings.sqlalchemy_url
+    scheme = url.split(":", 1)[0]
+    if scheme in ("postgres", "postgresql"):  # Heroku-style URLs; SQLAlchemy needs the driver named
+        fixed = "postgresql+psycopg:" + url.split(":", 1)[1]
+        raise StartupError(
+            f"TRAINYARD_DATABASE_URL starts with {scheme}://, which SQLAlchemy cannot use here; write "
+            f"postgresql+psycopg://… ({_safe(fixed)})"
+        )
+    if scheme == "sqlite" and settings.database_url is not None:
+        path = url.split(":///", 1)[-1]
+        if path and path != ":memory:" and not Path(path).parent.is_dir():
+            raise StartupError(
+                f"the database's directory {Path(path).parent} does not exist; create it (mkdir -p) or fix "
+                "TRAINYARD_DATABASE_URL"
+            )
+    try:
+        upgrade_to_head(settings)
+    except (SQLAlchemyError, OSError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise StartupError(
+            f"cannot open the database {_safe(url)}: {reason}; check TRAINYARD_DATABASE_URL and that the "
+            "database server is running"
+        ) from None
+
+
+def _safe(url: str) -> str:
+    """A database or broker URL without its credentials (logs and messages only)."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}{rest.split('@')[-1]}" if sep else url
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _where(settings: Settings) -> str:
+    return f"database {_safe(settings.sqlalchemy_url)}, broker {_safe(settings.celery_broker_url)}"
+
+
+def _serve(config: "uvicorn.Config", listener: socket.socket, message: str) -> None:
+    """uvicorn on the bound socket; `message` is logged once it accepts connections (after the
+    app's start-up), so a quick start pasted right after it finds the port open."""
+    import uvicorn
+
+    from app.cpu_pool import stop_process_pools
+
+    class AnnouncingServer(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:  # False when start-up failed and the server is exiting
+                log.info("%s", message)
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().shutdown(sockets)
+            # Here: uvicorn re-raises SIGTERM once shut down, which ends serve before atexit.
+            stop_process_pools()
+
+    AnnouncingServer(config).run(sockets=[listener])
 
 
 @cli.command()
@@ -88,6 +201,8 @@ def worker(
     celery_command.main(
         args=[
             "--app=workers.celery_app:celery_app",
+            # Celery's start-up banner is printed, not logged: not in a JSON log.
+            *(["--quiet"] if settings.log_json else []),
             "worker",
             f"--queues={queues}",
             f"--concurrency={concurrency}",
@@ -112,43 +227,96 @@ def migrate() -> None:
     typer.echo(f"schema up to date: {settings.sqlalchemy_url.split('@')[-1]}")
 
 
-def _start_embedded_worker() -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "app.cli",
-            "worker",
-            "--concurrency",
-            "1",
-            # One machine, one worker: it takes the GPU queue too, or such jobs would wait forever.
-            "--queues",
-            ",".join(QUEUES),
-            "--name",
-            f"embedded-{os.getpid()}@{socket.gethostname()}",
-        ],
-        preexec_fn=_die_with_parent,
-    )
+keys_cli = typer.Typer(
+    help="API keys, straight in the database (how the first admin key is made).", no_args_is_help=True
+)
+cli.add_typer(keys_cli, name="keys")
 
 
-def _die_with_parent() -> None:
-    # If `serve` is killed outright, the kernel sends the worker SIGTERM (Linux only).
-    if sys.platform.startswith("linux"):
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+@keys_cli.command("create")
+def keys_create(
+    scope: Annotated[list[str], typer.Option("--scope", help="read, train, predict, deploy or admin (repeatable).")],
+    project: Annotated[str, typer.Option(help="The project the key acts in.")] = "default",
+    name: Annotated[str, typer.Option(help="A note to tell keys apart.")] = "",
+    expires_in: Annotated[float | None, typer.Option("--expires-in", help="Days until the key expires.")] = None,
+) -> None:
+    """Create a key and print it: it is shown this once (only its hash is stored)."""
+    from pydantic import ValidationError
 
+    from app.auth import service
+    from app.auth.schemas import KeyCreate
+    from app.db.migrate import upgrade_to_head
+    from app.db.session import session_scope
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
     try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
+        request = KeyCreate.model_validate(
+            {"project": project, "scopes": scope, "name": name, "expires_in_days": expires_in}
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise typer.BadParameter(problems) from exc
+    settings = get_settings()
+    upgrade_to_head(settings)
+    with session_scope(settings.sqlalchemy_url) as session:
+        row, key = service.create_key(session, request.project, request.scopes, request.name, request.expires_in_days)
+        typer.echo(f"created key {row.id} (project {row.project}, scopes {', '.join(row.scopes)})", err=True)
+    typer.echo(key)
+
+
+@keys_cli.command("list")
+def keys_list(project: Annotated[str | None, typer.Option(help="One project's keys only.")] = None) -> None:
+    """Every key (never the key itself): id, prefix, project, scopes, expiry, revocation, last use."""
+    from app.auth import service
+    from app.db.migrate import upgrade_to_head
+    from app.db.session import session_scope
+
+    settings = get_settings()
+    upgrade_to_head(settings)
+    with session_scope(settings.sqlalchemy_url) as session:
+        for row in service.list_keys(session, project):
+            state = (
+                "revoked" if row.revoked_at else f"expires {row.expires_at:%Y-%m-%d}" if row.expires_at else "active"
+            )
+            used = f"{row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else "never"
+            typer.echo(
+                f"{row.id}  {row.prefix}…  {row.project}  {','.join(row.scopes)}  {state}  used {used}  {row.name}"
+            )
+
+
+@keys_cli.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (from `trainyard keys list`).")]) -> None:
+    """Revoke a key: it stops working everywhere within TRAINYARD_KEY_CACHE_S."""
+    from app.auth import service
+    from app.db.migrate import upgrade_to_head
+    from app.db.session import session_scope
+    from app.errors import NotFound
+
+    settings = get_settings()
+    upgrade_to_head(settings)
+    with session_scope(settings.sqlalchemy_url) as session:
+        try:
+            service.revoke_key(session, key_id)
+        except NotFound as exc:
+            typer.echo(exc.message, err=True)
+            raise typer.Exit(1) from exc
+    typer.echo(f"revoked {key_id}")
+
+
+# The client commands (app.client.cli): they talk to a server over HTTP, through the SDK.
+from app.client.cli import datasets_cli, jobs_cli, models_cli, predict  # noqa: E402
+
+cli.add_typer(datasets_cli, name="datasets")
+cli.add_typer(jobs_cli, name="jobs")
+cli.add_typer(models_cli, name="models")
+cli.command("predict")(predict)
 
 
 def main() -> None:
     # TensorFlow's C++ start-up chatter is not actionable for users of the service.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if sys.argv[1:] in (["--version"], ["-V"]):  # here, not a callback: client commands own the callback
+        typer.echo(f"trainyard {__version__}")
+        return
     cli()
 
 

@@ -47,3 +47,20 @@ class TooManyRequests(TrainyardError):
     def __init__(self, message: str, retry_after_s: int = 1) -> None:
         super().__init__(message)
         self.headers = {"Retry-After": str(retry_after_s)}
+
+
+class Unauthorized(TrainyardError):
+    """No API key, or one that is unknown, revoked or expired."""
+
+    status_code = 401
+    headers = {"WWW-Authenticate": "Bearer"}  # noqa: RUF012 - read-only, like the base's None
+
+
+class Forbidden(TrainyardError):
+    """A valid key without the scope the request needs, or a request refused for its origin."""
+
+    status_code = 403
+
+
+class UnsupportedMediaType(TrainyardError):
+    status_code = 415

@@ -55,14 +55,17 @@ class JsonFormatter(logging.Formatter):
 TEXT_FORMAT = "%(asctime)s %(levelname)s [%(processName)s] %(name)s job=%(job_id)s: %(message)s"
 
 
-def configure_logging(level: str = "INFO", as_json: bool = False) -> None:
-    """Route all logging (ours, Celery's, uvicorn's) through one handler with the job id."""
+def configure_logging(level: str = "INFO", as_json: bool = False, extra: logging.Handler | None = None) -> None:
+    """Route all logging (ours, Celery's, uvicorn's) through one handler with the job id, and
+    through `extra` too when given (a worker's per-job log files)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(JobIdFilter())
     handler.setFormatter(JsonFormatter() if as_json else logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [handler] if extra is None else [handler, extra]
     root.setLevel(level.upper())
+    # Python warnings (Celery's, Keras's) become records too, so JSON mode writes them as JSON.
+    logging.captureWarnings(True)
     for noisy in ("absl", "tensorflow", "h5py", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

@@ -10,6 +10,7 @@ from typing import Any
 from celery import Celery
 from kombu import Queue
 
+import app.embedded.transport  # noqa: F401  (registers the local broker's trainyard-fs:// URL scheme)
 from app.config import Settings
 
 TRAIN_TASK = "trainyard.train_job"
@@ -34,10 +35,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_queues": [Queue(name) for name in QUEUES],
         "task_default_queue": TRAINING_QUEUE,
         "task_routes": {TRAIN_TASK: {"queue": TRAINING_QUEUE}},
-        "broker_transport_options": {
-            # A job may run for days; Redis must not hand its message to another worker before.
-            "visibility_timeout": settings.max_job_runtime_s + 3600,
-        },
+        # A job may run for days; Redis must not hand its unacknowledged message to another
+        # worker before: the visibility timeout stays above the longest allowed runtime plus the
+        # shutdown grace, in every place Celery reads it.
+        "broker_transport_options": {"visibility_timeout": visibility_timeout(settings)},
+        "result_backend_transport_options": {"visibility_timeout": visibility_timeout(settings)},
     }
     if settings.broker_is_local:
         folder = str(settings.broker_dir)
@@ -46,9 +48,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "data_folder_out": folder,
             "control_folder": str(settings.broker_dir / "control"),
             "store_processed": False,
-            "polling_interval": 0.05,  # ≈ 50 ms pickup (DESIGN.md); an idle poll costs a listdir
+            "polling_interval": 0.05,  # pickup within ≈ 50 ms (bench/embedded_broker.py); an idle poll is a listdir
         }
     return config
+
+
+def visibility_timeout(settings: Settings) -> int:
+    return int(settings.max_job_runtime_s + settings.shutdown_grace_s + 3600)
 
 
 @lru_cache(maxsize=4)

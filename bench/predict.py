@@ -14,16 +14,21 @@ In one run on this machine:
     `save_exported_model=True` (bench/mlflow_model.py; MLflow lives only in that throwaway venv);
   * measures the in-process floor: ONNX Runtime alone on one row, against trainyard's predict
     path (arrays in, arrays out, and the TF Serving body in, body out);
+  * measures what API keys cost predict: two serving processes on the same model, one with
+    TRAINYARD_AUTH=off and one with TRAINYARD_AUTH=on and a `predict` key, driven in turns
+    (off, on, off, on, …) so both see the same machine load (`--auth-only` runs just this);
 and appends the figures, with date, machine and versions, to bench/RESULTS.md.
 
     apt-get install -y wrk
     python3 -m venv /tmp/mlflow-venv
     /tmp/mlflow-venv/bin/pip install mlflow==3.17.2 tensorflow-cpu
     .venv/bin/python bench/predict.py [--duration 20] [--mlflow-venv /tmp/mlflow-venv] [--no-write]
+    .venv/bin/python bench/predict.py --auth-only [--rounds 3] [--connections 64]
 """
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import json
 import os
@@ -31,6 +36,7 @@ import platform
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,6 +69,8 @@ class Run:
     p50_ms: float
     p99_ms: float
     errors: int
+    requests: int = 0
+    server_cpu_us: float = float("nan")  # the server process's CPU time per request served
 
 
 def free_port() -> int:
@@ -128,7 +136,8 @@ def train_seed_model(home: Path, workdir: Path) -> dict[str, Any]:
     with process(cmd, trainyard_env(home), workdir / "train.log"):
         wait_http(f"{url}/readyz", 120)
         with data.open("rb") as handle:
-            dataset = httpx.post(f"{url}/v1/datasets", files={"file": ("seed.csv", handle)}).json()
+            # Generous: right after start the spec-check process may still be loading Keras.
+            dataset = httpx.post(f"{url}/v1/datasets", files={"file": ("seed.csv", handle)}, timeout=120).json()
         job = {
             "name": "seed",
             "dataset_id": dataset["id"],
@@ -137,7 +146,7 @@ def train_seed_model(home: Path, workdir: Path) -> dict[str, Any]:
             "fit": {"epochs": 2, "batch_size": 32},
             "register_as": "seed",
         }
-        job_id = httpx.post(f"{url}/v1/jobs", json=job).json()["id"]
+        job_id = httpx.post(f"{url}/v1/jobs", json=job, timeout=120).json()["id"]
         deadline = time.monotonic() + 300
         while (state := httpx.get(f"{url}/v1/jobs/{job_id}").json())["status"] not in (
             "succeeded",
@@ -155,21 +164,31 @@ def train_seed_model(home: Path, workdir: Path) -> dict[str, Any]:
     return metadata
 
 
-def wrk(url: str, connections: int, seconds: int, body: bytes | None, workdir: Path) -> Run:
+def wrk(url: str, connections: int, seconds: int, body: bytes | None, workdir: Path, key: str | None = None) -> Run:
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "30s"]
     if body is not None:
-        script = workdir / f"post-{abs(hash(body))}.lua"
+        script = workdir / f"post-{abs(hash((body, key)))}.lua"
+        auth = f'wrk.headers["Authorization"] = "Bearer {key}"\n' if key else ""
         script.write_text(
             'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-            f"wrk.body = {json.dumps(body.decode())}\n"
+            f"{auth}wrk.body = {json.dumps(body.decode())}\n"
         )
         cmd += ["-s", str(script)]
     out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = re.search(r"(\d+) requests in", out)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(int(n) for n in sockets.groups()) if sockets else 0)
-    return Run(url, connections, rps, _latency(out, "50%"), _latency(out, "99%"), errors)
+    run = Run(url, connections, rps, _latency(out, "50%"), _latency(out, "99%"), errors)
+    run.requests = int(total.group(1)) if total else 0
+    return run
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _latency(out: str, pct: str) -> float:
@@ -231,6 +250,208 @@ def in_process_floor(home: Path) -> dict[str, float]:
     return uvloop.run(measure())
 
 
+def auth_overhead(home: Path, workdir: Path, duration: int, connections: list[int], rounds: int) -> list[Run]:
+    """TF Serving predict (one row) with no auth and with a `predict` key, in alternating turns."""
+    from app.auth import service
+    from app.auth.principal import Scope
+    from app.config import Settings
+    from app.db.session import session_scope
+
+    with session_scope(Settings(home=home).sqlalchemy_url) as session:
+        key = service.create_key(session, "default", [Scope.PREDICT], name="bench")[1]
+    body = json.dumps({"instances": [ROW]}).encode()
+    modes = {"no auth (TRAINYARD_AUTH=off)": "off", "predict key (TRAINYARD_AUTH=on)": "on"}
+    runs: list[Run] = []
+    with contextlib.ExitStack() as stack:
+        urls: dict[str, str] = {}
+        pids: dict[str, int] = {}
+        for label, mode in modes.items():
+            port = free_port()
+            env = trainyard_env(home, TRAINYARD_ACCESS_LOG="false", TRAINYARD_LOG_LEVEL="WARNING", TRAINYARD_AUTH=mode)
+            cmd = [sys.executable, "-m", "app.cli", "serve", "--serving-only", "--port", str(port)]
+            pids[label] = stack.enter_context(process(cmd, env, workdir / f"auth-{mode}.log")).pid
+            urls[label] = f"http://127.0.0.1:{port}/v1/models/seed:predict"
+            headers = {"Authorization": f"Bearer {key}"}
+            wait_http(urls[label].replace("/v1/models/seed:predict", "/v2/health/ready"), 120)
+            if httpx.post(urls[label], json={"instances": [ROW]}, headers=headers, timeout=60).status_code != 200:
+                raise RuntimeError(f"predict with a key failed on the {mode} server")
+        for label in modes:
+            wrk(urls[label], 4, 2, body, workdir, key if modes[label] == "on" else None)  # warm up
+        for round_ in range(rounds):
+            for c in connections:
+                for label, mode in modes.items():
+                    cpu_before = cpu_seconds(pids[label])
+                    run = wrk(urls[label], c, duration, body, workdir, key if mode == "on" else None)
+                    run.server_cpu_us = (cpu_seconds(pids[label]) - cpu_before) / max(run.requests, 1) * 1e6
+                    run.target = label
+                    runs.append(run)
+                    print(
+                        f"  round {round_ + 1} {label:<34} c={c:<3} {run.rps:>8.0f} req/s"
+                        f"  p50 {run.p50_ms:.2f} ms  p99 {run.p99_ms:.2f} ms  errors {run.errors}"
+                        f"  server CPU {run.server_cpu_us:.0f} us/request",
+                        flush=True,
+                    )
+    return runs
+
+
+def auth_floor() -> dict[str, float]:
+    """µs per resolution of a cached key (what auth adds to each request in-process)."""
+    import tempfile as tmp
+
+    import uvloop
+
+    from app.auth import service
+    from app.auth.authenticator import Authenticator
+    from app.auth.principal import Scope
+    from app.config import Settings
+    from app.db.migrate import upgrade_to_head
+    from app.db.session import session_scope
+
+    settings = Settings(home=Path(tmp.mkdtemp(prefix="bench-auth-")), key_cache_s=3600)
+    upgrade_to_head(settings)
+    with session_scope(settings.sqlalchemy_url) as session:
+        key = service.create_key(session, "default", [Scope.PREDICT])[1]
+    header = f"Bearer {key}"
+    on, off = Authenticator(settings, required=True), Authenticator(settings, required=False)
+    n = 20000
+
+    async def measure(authenticator: Authenticator) -> float:
+        await authenticator.principal(header)  # the one database read; the rest hit the cache
+        best = float("inf")
+        for _ in range(5):
+            t0 = time.perf_counter()
+            for _ in range(n):
+                await authenticator.principal(header)
+            best = min(best, (time.perf_counter() - t0) / n)
+        return best * 1e6
+
+    return {"key resolved from the cache": uvloop.run(measure(on)), "auth off": uvloop.run(measure(off))}
+
+
+def auth_app_cpu(home: Path, rounds: int) -> dict[str, float]:
+    """CPU µs per TF Serving predict through the whole ASGI app (fast path: guard or key, parse,
+    batch, ONNX Runtime, encode), auth off against a predict key, in one process.
+
+    CPU time (`time.process_time`) of this one process, not wall time: on a shared machine a
+    wall-clock A/B swings 2-3x with the neighbours' load; CPU time per request does not.
+    uvicorn's HTTP parsing, the same in both, is left out, so the ratio is a pessimistic one.
+    """
+    import uvloop
+
+    from app.auth import service
+    from app.auth.principal import Scope
+    from app.config import Settings
+    from app.db.session import session_scope
+    from app.main import create_serving_app
+
+    settings = Settings(home=home, access_log=False)
+    with session_scope(settings.sqlalchemy_url) as session:
+        key = service.create_key(session, "default", [Scope.PREDICT], name="bench-asgi")[1]
+    body = json.dumps({"instances": [ROW]}).encode()
+    base = [(b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json")]
+    apps = {
+        "auth off": (create_serving_app(settings.model_copy(update={"auth": "off"})), base),
+        "predict key": (
+            create_serving_app(settings.model_copy(update={"auth": "on"})),
+            [*base, (b"authorization", f"Bearer {key}".encode())],
+        ),
+    }
+    n = 2000
+
+    async def call(app: Any, headers: list[tuple[bytes, bytes]]) -> int:
+        scope = {"type": "http", "method": "POST", "path": "/v1/models/seed:predict", "headers": headers}
+        status = 0
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+
+        await app(scope, receive, send)
+        return status
+
+    async def measure() -> dict[str, float]:
+        best = {name: float("inf") for name in apps}
+        for name, (app, headers) in apps.items():
+            if await call(app, headers) != 200:
+                raise RuntimeError(f"predict through the app failed ({name})")
+        for _ in range(rounds):
+            for name, (app, headers) in apps.items():
+                t0 = time.process_time()
+                for _ in range(n):
+                    await call(app, headers)
+                best[name] = min(best[name], (time.process_time() - t0) / n * 1e6)
+        return best
+
+    return uvloop.run(measure())
+
+
+def render_auth(
+    started: datetime, header: str, runs: list[Run], floor: dict[str, float], app_cpu: dict[str, float], duration: int
+) -> str:
+    lines = [
+        f"## predict with API keys — {started:%Y-%m-%d %H:%M} UTC",
+        "",
+        f"Machine: {header}; {versions()}.",
+        "Seed MLP, TF Serving predict, one row per request; two `trainyard serve --serving-only` "
+        "processes on the same model, one with `TRAINYARD_AUTH=off`, one with `TRAINYARD_AUTH=on` "
+        f"and a `predict` key in every request; wrk, 1 thread, {duration} s per run, the two driven "
+        "in turns so both see the same load.",
+        "",
+        "| target | connections | req/s | p50 ms | p99 ms | errors | server CPU µs/request |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        lines.append(
+            f"| {run.target} | {run.connections} | {run.rps:,.0f} | {run.p50_ms:.2f} | "
+            f"{run.p99_ms:.2f} | {run.errors} | {run.server_cpu_us:.0f} |"
+        )
+    labels = list(dict.fromkeys(r.target for r in runs))
+    lines += [""]
+    for c in sorted({r.connections for r in runs}):
+        cpu = [
+            statistics.median(r.server_cpu_us for r in runs if r.target == label and r.connections == c)
+            for label in labels
+        ]
+        lines.append(
+            f"- c={c}: the server's CPU per request (uvicorn included; what bounds throughput on a "
+            f"busy core), median: {cpu[0]:.0f} µs without auth, {cpu[1]:.0f} µs with a key: "
+            f"throughput with a key / without = **{cpu[0] / cpu[1]:.3f}** ({(cpu[1] / cpu[0] - 1) * 100:+.1f}% CPU)"
+        )
+    lines += [""]
+    for c in sorted({r.connections for r in runs}):
+        medians = [
+            statistics.median(r.rps for r in runs if r.target == label and r.connections == c) for label in labels
+        ]
+        off, on = medians
+        lines.append(
+            f"- c={c}: median {off:,.0f} req/s without auth, {on:,.0f} with a key: "
+            f"with a key / without = **{on / off:.3f}** ({(1 - on / off) * 100:+.1f}% cost)"
+        )
+    for c in sorted({r.connections for r in runs}):
+        pairs = [r for r in runs if r.connections == c]
+        ratios = [on.rps / off.rps for off, on in zip(pairs[::2], pairs[1::2], strict=True)]
+        lines.append(
+            f"- c={c}: median of the per-turn ratios (key / no auth, {len(ratios)} turns): "
+            f"**{statistics.median(ratios):.3f}** (range {min(ratios):.2f}-{max(ratios):.2f})"
+        )
+    lines += ["", "In-process, µs per `Authenticator.principal` call (best of 5 x 20000):", ""]
+    lines += [f"- {name}: {value:.2f}" for name, value in floor.items()]
+    off, on = app_cpu["auth off"], app_cpu["predict key"]
+    lines += [
+        "",
+        "In-process, CPU µs per TF Serving predict through the ASGI app (best of the turns x 2000):",
+        "",
+        *(f"- {name}: {value:.1f}" for name, value in app_cpu.items()),
+        f"- throughput with a key / without (CPU-bound, uvicorn left out): **{off / on:.3f}** "
+        f"({(on / off - 1) * 100:+.1f}% CPU per request)",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def versions() -> str:
     import fastapi
     import onnxruntime
@@ -269,6 +490,8 @@ def main() -> None:
     parser.add_argument("--connections", default="1,16,64")
     parser.add_argument("--mlflow-venv", type=Path, help="a venv with mlflow and tensorflow")
     parser.add_argument("--no-write", action="store_true", help="print, don't append RESULTS.md")
+    parser.add_argument("--auth-only", action="store_true", help="only the API-key cost on predict")
+    parser.add_argument("--rounds", type=int, default=3, help="turns of the auth comparison")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install -y wrk")
@@ -281,6 +504,15 @@ def main() -> None:
     metadata = train_seed_model(home, workdir)
     runtime = metadata["metadata"]["serving"]
     print(f"registered: runtime {runtime['runtime']}, check {runtime['check']}", flush=True)
+    auth_runs = auth_overhead(home, workdir, args.duration, connections, args.rounds)
+    app_cpu = auth_app_cpu(home, max(args.rounds, 3))
+    auth_report = render_auth(started, header, auth_runs, auth_floor(), app_cpu, args.duration)
+    print(auth_report)
+    if args.auth_only:
+        if not args.no_write:
+            with RESULTS.open("a") as handle:
+                handle.write("\n" + auth_report)
+        return
     predict_body = json.dumps({"instances": [ROW]}).encode()
     infer_body = json.dumps(
         {"inputs": [{"name": "features", "shape": [1, 100], "datatype": "FP32", "data": ROW}]}
@@ -391,7 +623,7 @@ def main() -> None:
                 drive(label, mlflow_url, json.dumps({"inputs": [ROW]}).encode())
                 rss[label] = _tree_rss(proc.pid)
     floor = in_process_floor(home)
-    report = render(started, header, metadata, runs, rss, starts, floor, args.duration)
+    report = render(started, header, metadata, runs, rss, starts, floor, args.duration) + "\n" + auth_report
     print(report)
     if not args.no_write:
         with RESULTS.open("a") as handle:

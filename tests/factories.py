@@ -184,9 +184,9 @@ def two_input_model(seed: int = 0) -> Any:
     return keras.Model({"a": a, "b": b}, {"scores": scores, "value": value})
 
 
-def register_version(settings: Any, name: str, model: Any, onnx: bool = True) -> int:
-    """Register `model` as the next version of `name`, as the worker does (without training):
-    a succeeded job, model.keras, and model.onnx unless `onnx` is False. Returns the version."""
+def register_version(settings: Any, name: str, model: Any, onnx: bool = True, project: str = "default") -> int:
+    """Register `model` as the next version of `name` in `project`, as the worker does (without
+    training): a succeeded job, model.keras, and model.onnx unless `onnx` is False. Returns the version."""
     import uuid
 
     from app.db.session import session_scope
@@ -209,6 +209,7 @@ def register_version(settings: Any, name: str, model: Any, onnx: bool = True) ->
             Job(
                 id=job_id,
                 name=name,
+                project=project,
                 status=JobStatus.SUCCEEDED,
                 dataset_id="none",
                 spec={},
@@ -225,6 +226,7 @@ def register_version(settings: Any, name: str, model: Any, onnx: bool = True) ->
         session.add(
             ModelVersion(
                 name=name,
+                project=project,
                 version=version,
                 job_id=job_id,
                 artifact_path=str(relative),
@@ -255,3 +257,43 @@ def store_upload(
 
 def stored_arrays(directory: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.load(directory / "features.npy"), np.load(directory / "target.npy")
+
+
+def job_row(**values: Any) -> Any:
+    """A `Job` row (queued on `training` unless `values` say otherwise), not yet added."""
+    from app.models import Job
+
+    fields: dict[str, Any] = {
+        "name": "j",
+        "dataset_id": "none",
+        "spec": {},
+        "register_as": "m",
+        "queue": "training",
+        "request_hash": "0" * 64,
+        "epochs": 1,
+    }
+    return Job(**{**fields, **values})
+
+
+def worker_row(
+    name: str,
+    queues: str,
+    last_seen_at: Any,
+    stopping: bool = False,
+    devices: list[str] | None = None,
+    per_job: int = 1,
+) -> Any:
+    """A `Worker` row as a worker's main process reports itself, not yet added; `devices` as it
+    advertises them (None: not known), `per_job` of them to each job."""
+    from app.models import Worker
+
+    return Worker(
+        name=name,
+        hostname="test",
+        pid=1,
+        queues=queues,
+        stopping=stopping,
+        last_seen_at=last_seen_at,
+        devices=devices,
+        devices_per_job=per_job if devices is not None else None,
+    )

@@ -59,12 +59,15 @@ def settings_env(settings: Settings) -> dict[str, str]:
 class TrainyardProcess:
     """A `trainyard <command>` subprocess with its output in a log file."""
 
-    def __init__(self, args: list[str], settings: Settings, log_path: Path) -> None:
+    def __init__(
+        self, args: list[str], settings: Settings, log_path: Path, extra_env: dict[str, str] | None = None
+    ) -> None:
+        """`extra_env`: more variables for the process (a worker's KERAS_BACKEND, say)."""
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "app.cli", *args],
-            env=settings_env(settings),
+            env=settings_env(settings) | (extra_env or {}),
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )

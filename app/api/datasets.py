@@ -1,16 +1,26 @@
 """/v1/datasets: streamed upload (deduplicated), list, get, preview, stats, delete."""
 
-from typing import Annotated
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response, status
-from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel
 
-from app.api.deps import SessionDep, SettingsDep
+from app.api.deps import CpuDep, ServingDep, SessionDep, SettingsDep
+from app.auth.deps import DeployKey, ReadKey, TrainKey
+from app.auth.limits import check_dataset_quota
+from app.config import Settings
+from app.cpu_pool import PoolFull, ProcessPool, Ticket
 from app.datasets import service
-from app.datasets.parsing import FORMATS
+from app.datasets.parsing import FORMATS, ParseOptions, parse_file
+from app.datasets.schema import ParseLimits, StoredDataset
 from app.datasets.schemas import DatasetOut, DatasetPage, PreviewOut, StatsOut
+from app.datasets.upload import ReceivedUpload
+from app.db.session import session_scope
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+Shown = TypeVar("Shown", bound=BaseModel)
 
 UPLOAD_BODY = {
     "requestBody": {
@@ -59,46 +69,92 @@ UPLOAD_BODY = {
     },
 )
 async def upload_dataset(
-    request: Request, response: Response, session: SessionDep, settings: SettingsDep
+    request: Request,
+    response: Response,
+    settings: SettingsDep,
+    cpu: CpuDep,
+    serving: ServingDep,
+    principal: TrainKey,
 ) -> DatasetOut:
-    """Stream the upload to disk under the size limit, then parse and store it once."""
+    """Stream the upload to disk under the size limit, then parse and store it once (on the
+    bounded CPU pool, under TRAINYARD_INGEST_BUDGET_S)."""
     upload = await service.receive(settings, request.headers.get("content-type", ""), request.stream())
-    dataset, created = await run_in_threadpool(service.ingest, session, settings, upload)
+    try:
+        dataset, created = await cpu.run_committing(
+            settings.ingest_budget_s, "dataset parsing", _ingest, settings, serving.decoders, upload, principal.project
+        )
+    except PoolFull:
+        upload.path.unlink(missing_ok=True)  # refused before it ran: nothing else holds the file
+        raise
     if not created:
         response.status_code = status.HTTP_200_OK
-    return DatasetOut.model_validate(dataset)
+    return dataset
+
+
+def _ingest(
+    ticket: Ticket, settings: Settings, processes: ProcessPool, upload: ReceivedUpload, project: str
+) -> tuple[DatasetOut, bool]:
+    # The parsing itself in a light pool process (the one predict decoding uses, no Keras, warm
+    # within a second of start): this thread waits for it without the GIL, so the
+    # event loop keeps answering (pure-Python parsing on a thread held it for ~100 ms at a time).
+    def parse(path: Path, options: ParseOptions, limits: ParseLimits, directory: Path) -> StoredDataset:
+        return processes.call(settings.ingest_budget_s, "dataset parsing", parse_file, path, options, limits, directory)
+
+    # A session of its own: past the budget the request has ended while this thread parses.
+    with session_scope(settings.sqlalchemy_url) as session:
+        try:
+            check_dataset_quota(session, settings, project, upload.size_bytes)
+        except BaseException:
+            upload.path.unlink(missing_ok=True)
+            raise
+        dataset, created = service.ingest(session, settings, upload, project, ticket, parse)
+        return DatasetOut.model_validate(dataset), created
 
 
 @router.get("", response_model=DatasetPage)
 def list_datasets(
     session: SessionDep,
+    principal: ReadKey,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
+    project: Annotated[str | None, Query(max_length=64, description="admin keys: one project's only")] = None,
 ) -> DatasetPage:
-    page = service.list_page(session, limit, cursor)
+    page = service.list_page(session, limit, cursor, principal.list_filter(project))
     return DatasetPage(items=[DatasetOut.model_validate(d) for d in page.items], next_cursor=page.next_cursor)
 
 
 @router.get("/{dataset_id}", response_model=DatasetOut)
-def get_dataset(dataset_id: str, session: SessionDep) -> DatasetOut:
-    return DatasetOut.model_validate(service.get(session, dataset_id))
+def get_dataset(dataset_id: str, session: SessionDep, principal: ReadKey) -> DatasetOut:
+    return DatasetOut.model_validate(service.get(session, dataset_id, principal.project_filter))
 
 
 @router.get("/{dataset_id}/preview", response_model=PreviewOut)
-def preview_dataset(
+async def preview_dataset(
     dataset_id: str,
-    session: SessionDep,
     settings: SettingsDep,
+    cpu: CpuDep,
+    principal: ReadKey,
     rows: Annotated[int, Query(ge=1, le=1000)] = 20,
 ) -> PreviewOut:
-    return PreviewOut.model_validate(service.preview(session, settings, dataset_id, rows))
+    """The first rows, decoded from the stored arrays (CPU work: on the bounded pool)."""
+    return await cpu.run(
+        "dataset previews", _inspect, settings, PreviewOut, service.preview, dataset_id, rows, principal.project_filter
+    )
 
 
 @router.get("/{dataset_id}/stats", response_model=StatsOut)
-def dataset_stats(dataset_id: str, session: SessionDep, settings: SettingsDep) -> StatsOut:
-    return StatsOut.model_validate(service.stats(session, settings, dataset_id))
+async def dataset_stats(dataset_id: str, settings: SettingsDep, cpu: CpuDep, principal: ReadKey) -> StatsOut:
+    """Per-column statistics (computed once for datasets stored before they were kept)."""
+    return await cpu.run(
+        "dataset statistics", _inspect, settings, StatsOut, service.stats, dataset_id, principal.project_filter
+    )
+
+
+def _inspect(settings: Settings, out: type[Shown], read: Callable[..., dict[str, Any]], *args: Any) -> Shown:
+    with session_scope(settings.sqlalchemy_url) as session:
+        return out.model_validate(read(session, settings, *args))
 
 
 @router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_dataset(dataset_id: str, session: SessionDep, settings: SettingsDep) -> None:
-    service.delete(session, settings, dataset_id)
+def delete_dataset(dataset_id: str, session: SessionDep, settings: SettingsDep, principal: DeployKey) -> None:
+    service.delete(session, settings, dataset_id, principal.project_filter)

@@ -11,7 +11,9 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from app.config import Settings
+from app.cpu_pool import CpuPool, ProcessPool
 from app.db.session import get_sessionmaker
+from app.explain.service import Explainer
 from app.serving.service import ServingService
 
 
@@ -31,7 +33,9 @@ def get_session(settings: SettingsDep) -> Iterator[Session]:
         session.close()
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": the session (and its pooled connection) is closed when the endpoint returns,
+# not held open, idle in a transaction, while a stream or a file is sent.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 async def get_serving(request: Request) -> ServingService:
@@ -40,3 +44,27 @@ async def get_serving(request: Request) -> ServingService:
 
 
 ServingDep = Annotated[ServingService, Depends(get_serving)]
+
+
+async def get_cpu(request: Request) -> CpuPool:
+    cpu: CpuPool = request.app.state.cpu
+    return cpu
+
+
+CpuDep = Annotated[CpuPool, Depends(get_cpu)]
+
+
+async def get_explainer(request: Request) -> Explainer:
+    explainer: Explainer = request.app.state.explainer
+    return explainer
+
+
+ExplainerDep = Annotated[Explainer, Depends(get_explainer)]
+
+
+async def get_processes(request: Request) -> ProcessPool:
+    processes: ProcessPool = request.app.state.processes
+    return processes
+
+
+ProcessesDep = Annotated[ProcessPool, Depends(get_processes)]

@@ -2,9 +2,10 @@
 
 from fastapi import APIRouter
 
-from app.api import health, models, v2
+from app.api import explain, health, models, v2
 
 serving_router = APIRouter()
 serving_router.include_router(health.router)
 serving_router.include_router(models.router)
 serving_router.include_router(v2.router)
+serving_router.include_router(explain.router)

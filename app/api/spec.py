@@ -2,12 +2,14 @@
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
+from app.auth.deps import ScopeRule
+from app.auth.principal import Scope
 from app.jobs.schemas import JobCreate
 from app.ml.catalog import catalog
 
-router = APIRouter(prefix="/v1/spec", tags=["spec"])
+router = APIRouter(prefix="/v1/spec", tags=["spec"], dependencies=[Depends(ScopeRule(Scope.READ))])
 
 
 @router.get("/schema")

@@ -61,6 +61,15 @@ def store_images(
         index = {label: i for i, label in enumerate(classes)}
         height, width = image_size
         channels = COLOR_MODES[color_mode][1]
+        # What the stored images will take, known before any is decoded: a few tiny PNGs resized
+        # to a large image_size would otherwise write gigabytes.
+        decoded = len(entries) * height * width * channels
+        if decoded > limits.max_unpacked_bytes:
+            raise DatasetError(
+                f"{len(entries)} images of {height}x{width}x{channels} pixels decode to {decoded} bytes, over the "
+                f"limit of {limits.max_unpacked_bytes} (TRAINYARD_MAX_UPLOAD_BYTES x TRAINYARD_MAX_UNPACK_FACTOR); "
+                "use a smaller image_size or fewer images"
+            )
         per_block = max(1, BLOCK_BYTES // (height * width * channels))
         running = RunningStats(channels)
         counts = np.zeros(len(classes), dtype=np.int64)

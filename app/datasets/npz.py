@@ -1,6 +1,8 @@
 """An .npz archive of numeric arrays (`x` and `y`, or their usual aliases) → stored arrays."""
 
+import math
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from app.ml.data import save_arrays
 
 NPZ_FEATURE_KEYS = ("x", "X", "features")
 NPZ_TARGET_KEYS = ("y", "Y", "labels")
+MAX_NPY_HEADER_BYTES = 10_000  # numpy's own default; a shape or dtype never needs more
 
 
 def store_npz(path: Path, limits: ParseLimits, directory: Path) -> StoredDataset:
@@ -66,31 +69,67 @@ def store_npz(path: Path, limits: ParseLimits, directory: Path) -> StoredDataset
 
 
 def load_npz(path: Path, max_unpacked_bytes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The features and target arrays. Each member's .npy header is checked against the member's
+    size before anything is allocated: a header may claim 800 GB, a central directory may lie."""
     try:
-        archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as exc:
-        raise DatasetError("the file is not a valid .npz (zip) archive") from exc
-    with archive:
-        unpacked = sum(info.file_size for info in archive.infolist())
-        if unpacked > max_unpacked_bytes:
-            raise DatasetError(f"the .npz unpacks to {unpacked} bytes, over the limit of {max_unpacked_bytes}")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return _npz_array(npz, NPZ_FEATURE_KEYS, "features"), _npz_array(npz, NPZ_TARGET_KEYS, "target")
-    except ValueError as exc:  # object arrays need pickle, which is never allowed
-        raise DatasetError(f"the .npz holds an array numpy cannot load safely: {exc}") from exc
+        with zipfile.ZipFile(path) as archive:
+            members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
+            unpacked = sum(info.file_size for info in members.values())
+            if unpacked > max_unpacked_bytes:
+                raise DatasetError(
+                    f"the .npz unpacks to {unpacked} bytes, over the limit of {max_unpacked_bytes} "
+                    "(TRAINYARD_MAX_UPLOAD_BYTES x TRAINYARD_MAX_UNPACK_FACTOR)"
+                )
+            x = _read_member(archive, _member(members, NPZ_FEATURE_KEYS, "features"))
+            y = _read_member(archive, _member(members, NPZ_TARGET_KEYS, "target"))
+            return x, y
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        EOFError,
+        OSError,
+        RuntimeError,
+        NotImplementedError,
+        UnicodeDecodeError,
+    ) as exc:
+        # RuntimeError: an encrypted member; NotImplementedError: a compression zipfile lacks;
+        # UnicodeDecodeError: a member name flagged UTF-8 that is not.
+        raise DatasetError(f"the file is not a valid .npz (zip) archive: {exc}") from exc
 
 
-def _npz_array(npz: Any, keys: tuple[str, ...], role: str) -> np.ndarray:
+def _member(members: dict[str, zipfile.ZipInfo], keys: tuple[str, ...], role: str) -> zipfile.ZipInfo:
     for key in keys:
-        if key in npz.files:
-            array = np.asarray(npz[key])
-            if array.dtype.kind not in "biuf":
-                raise DatasetError(f"array {key!r} has dtype {array.dtype}; it must be numeric")
-            return array
-    raise DatasetError(
-        f"the .npz has no {role} array; name it one of {', '.join(keys)} (found: {', '.join(npz.files) or 'nothing'})"
-    )
+        if key in members:
+            return members[key]
+    found = ", ".join(sorted(members)) or "nothing"
+    raise DatasetError(f"the .npz has no {role} array; name it one of {', '.join(keys)} (found: {found})")
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
+    key = info.filename.removesuffix(".npy")
+    with archive.open(info) as member:
+        try:
+            version = np.lib.format.read_magic(member)
+            if version not in ((1, 0), (2, 0), (3, 0)):
+                raise ValueError(f"unknown .npy format version {version}")
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
+            shape, fortran_order, dtype = read_header(member, max_header_size=MAX_NPY_HEADER_BYTES)
+        except ValueError as exc:
+            raise DatasetError(f"array {key!r} is not a valid .npy file: {exc}") from exc
+        if dtype.kind not in "biuf" or dtype.hasobject:
+            raise DatasetError(f"array {key!r} has dtype {dtype}; it must be numeric")
+        data_bytes = math.prod(shape) * dtype.itemsize
+        if member.tell() + data_bytes != info.file_size:
+            raise DatasetError(
+                f"array {key!r}: its header claims shape {list(shape)} of {dtype} ({data_bytes} bytes), but the "
+                f"archive member holds {info.file_size - member.tell()} bytes of data"
+            )
+        data = member.read(data_bytes)  # the whole member: zipfile checks its CRC at the end
+    if len(data) != data_bytes:
+        raise DatasetError(f"array {key!r} is truncated: {len(data)} of {data_bytes} bytes")
+    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran_order else "C")
 
 
 def _reject_non_finite(array: np.ndarray, key: str) -> None:

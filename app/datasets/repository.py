@@ -7,21 +7,27 @@ from app.db.pagination import Page, paginate
 from app.models import Dataset, Job, JobStatus
 
 
-def get(session: Session, dataset_id: str, *, for_update: bool = False) -> Dataset | None:
+def get(session: Session, dataset_id: str, *, project: str | None = None, for_update: bool = False) -> Dataset | None:
+    """The dataset, if it exists and (when `project` is given) belongs to that project."""
     query = select(Dataset).where(Dataset.id == dataset_id)
+    if project is not None:
+        query = query.where(Dataset.project == project)
     if for_update:
         query = query.with_for_update()
     return session.scalars(query).first()
 
 
-def find_by_content(session: Session, sha256: str, options_hash: str) -> Dataset | None:
-    """The dataset stored from these bytes with these parse options, if any."""
-    query = select(Dataset).where(Dataset.sha256 == sha256, Dataset.options_hash == options_hash)
+def find_by_content(session: Session, project: str, sha256: str, options_hash: str) -> Dataset | None:
+    """The project's dataset stored from these bytes with these parse options, if any."""
+    query = select(Dataset).where(
+        Dataset.project == project, Dataset.sha256 == sha256, Dataset.options_hash == options_hash
+    )
     return session.scalars(query).first()
 
 
-def list_page(session: Session, limit: int, cursor: str | None) -> Page[Dataset]:
-    return paginate(session, select(Dataset), Dataset.created_at, Dataset.id, limit, cursor)
+def list_page(session: Session, limit: int, cursor: str | None, project: str | None = None) -> Page[Dataset]:
+    query = select(Dataset) if project is None else select(Dataset).where(Dataset.project == project)
+    return paginate(session, query, Dataset.created_at, Dataset.id, limit, cursor)
 
 
 def count_active_jobs(session: Session, dataset_id: str) -> int:

@@ -1,6 +1,6 @@
 """What every parser shares: its error, the limits it works under, and the schema it records."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,7 @@ class StoredDataset:
     features: dict[str, Any]
     target: dict[str, Any]
     stats: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)  # what was guessed or dropped, in sentences
 
 
 def int_classes(unique: np.ndarray) -> list[int] | None:

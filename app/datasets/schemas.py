@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 
 class DatasetOut(BaseModel):
@@ -11,13 +11,20 @@ class DatasetOut(BaseModel):
 
     id: str
     name: str
+    project: str  # app.auth: whose it is
     format: str
     sha256: str
     size_bytes: int
     n_rows: int
     features: dict[str, Any]
     target: dict[str, Any]
+    warnings: list[str] = []  # what parsing guessed or dropped
     created_at: datetime
+
+    @field_validator("warnings", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value  # stored before warnings were kept
 
 
 class DatasetPage(BaseModel):

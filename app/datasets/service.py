@@ -4,7 +4,7 @@ import logging
 import shutil
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,19 +12,20 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.config import Settings
+from app.cpu_pool import Ticket
 from app.datasets import repository
 from app.datasets.inspection import preview_rows, stats_from_arrays
 from app.datasets.parsing import ParseOptions, parse_file
-from app.datasets.schema import DatasetError, ParseLimits
+from app.datasets.schema import DatasetError, ParseLimits, StoredDataset
 from app.datasets.upload import BadUpload, ReceivedUpload, UploadTooLarge, receive_upload
 from app.db.pagination import Page
 from app.errors import BadRequest, Conflict, InvalidInput, NotFound, PayloadTooLarge
-from app.models import Dataset
+from app.models import DEFAULT_PROJECT, Dataset
 
 log = logging.getLogger(__name__)
 
-# Unpacked archives (.npz, ZIPs of images) may be this many times larger than the upload limit.
-UNPACK_FACTOR = 8
+# parse_file's signature: (the upload, its options, the limits, the directory to write arrays to).
+Parser = Callable[[Path, ParseOptions, ParseLimits, Path], StoredDataset]
 
 
 def incoming_dir(settings: Settings) -> Path:
@@ -49,11 +50,22 @@ async def receive(settings: Settings, content_type: str, body: AsyncIterator[byt
         raise
 
 
-def ingest(session: Session, settings: Settings, upload: ReceivedUpload) -> tuple[Dataset, bool]:
-    """Parse the received file into stored arrays and commit the dataset row.
+def ingest(
+    session: Session,
+    settings: Settings,
+    upload: ReceivedUpload,
+    project: str = DEFAULT_PROJECT,
+    ticket: Ticket | None = None,
+    parse: Parser = parse_file,
+) -> tuple[Dataset, bool]:
+    """Parse the received file into stored arrays and commit the dataset row, in `project`
+    (unless `ticket` says the request gave up first: then nothing is kept).
 
-    Returns the dataset and whether it was created: the same bytes uploaded before with the same
-    parse options give back that dataset, and nothing new is stored.
+    `parse`: parse_file, here or elsewhere (the API runs it in a pool process, so that parsing
+    holds neither its event loop nor its GIL).
+
+    Returns the dataset and whether it was created: the same bytes uploaded before to the same
+    project with the same parse options give back that dataset, and nothing new is stored.
     Blocking (parsing is CPU work): call it from a worker thread.
     """
     try:
@@ -61,7 +73,7 @@ def ingest(session: Session, settings: Settings, upload: ReceivedUpload) -> tupl
     except DatasetError as exc:
         _discard(upload.path)
         raise InvalidInput(f"{upload.filename}: {exc}") from exc
-    existing = repository.find_by_content(session, upload.sha256, options.digest())
+    existing = repository.find_by_content(session, project, upload.sha256, options.digest())
     if existing is not None:
         _discard(upload.path)
         log.info("dataset %s uploaded again: same bytes and parse options", existing.id)
@@ -73,13 +85,16 @@ def ingest(session: Session, settings: Settings, upload: ReceivedUpload) -> tupl
     try:
         staging.mkdir()
         started = time.perf_counter()
-        stored = parse_file(upload.path, options, parse_limits(settings), staging)
+        stored = parse(upload.path, options, parse_limits(settings), staging)
         parse_s = time.perf_counter() - started
+        if ticket is not None:
+            ticket.check()  # the request gave up (503): keep nothing
         upload.path.rename(staging / f"source.{options.format}")
         staging.rename(final)  # atomic: the dataset directory appears whole or not at all
         dataset = Dataset(
             id=dataset_id,
             name=(upload.fields.get("name") or Path(upload.filename).stem or dataset_id)[:200],
+            project=project,
             format=options.format,
             sha256=upload.sha256,
             options_hash=options.digest(),
@@ -88,6 +103,7 @@ def ingest(session: Session, settings: Settings, upload: ReceivedUpload) -> tupl
             features=stored.features,
             target=stored.target,
             stats=stored.stats,
+            warnings=stored.warnings,
             storage_path=dataset_id,
         )
         session.add(dataset)
@@ -99,7 +115,7 @@ def ingest(session: Session, settings: Settings, upload: ReceivedUpload) -> tupl
         # A concurrent upload of the same bytes and options committed first: return that one.
         session.rollback()
         _discard(upload.path, staging, final)
-        winner = repository.find_by_content(session, upload.sha256, options.digest())
+        winner = repository.find_by_content(session, project, upload.sha256, options.digest())
         if winner is None:
             raise
         return winner, False
@@ -122,24 +138,25 @@ def parse_limits(settings: Settings) -> ParseLimits:
         max_columns=settings.max_columns,
         max_categories=settings.max_categories,
         max_archive_files=settings.max_archive_files,
-        max_unpacked_bytes=settings.max_upload_bytes * UNPACK_FACTOR,
+        max_unpacked_bytes=settings.max_upload_bytes * settings.max_unpack_factor,
     )
 
 
-def get(session: Session, dataset_id: str) -> Dataset:
-    dataset = repository.get(session, dataset_id)
+def get(session: Session, dataset_id: str, project: str | None = None) -> Dataset:
+    """The dataset; NotFound also when it belongs to another project than `project` (None: any)."""
+    dataset = repository.get(session, dataset_id, project=project)
     if dataset is None:
         raise NotFound(f"dataset {dataset_id} does not exist")
     return dataset
 
 
-def list_page(session: Session, limit: int, cursor: str | None) -> Page[Dataset]:
-    return repository.list_page(session, limit, cursor)
+def list_page(session: Session, limit: int, cursor: str | None, project: str | None = None) -> Page[Dataset]:
+    return repository.list_page(session, limit, cursor, project)
 
 
-def delete(session: Session, settings: Settings, dataset_id: str) -> None:
+def delete(session: Session, settings: Settings, dataset_id: str, project: str | None = None) -> None:
     """Delete the dataset unless a queued or running job still needs it."""
-    dataset = repository.get(session, dataset_id, for_update=True)
+    dataset = repository.get(session, dataset_id, project=project, for_update=True)
     if dataset is None:
         raise NotFound(f"dataset {dataset_id} does not exist")
     active = repository.count_active_jobs(session, dataset_id)
@@ -154,16 +171,18 @@ def storage_dir(settings: Settings, dataset: Dataset) -> Path:
     return settings.datasets_dir / dataset.storage_path
 
 
-def preview(session: Session, settings: Settings, dataset_id: str, rows: int) -> dict[str, Any]:
+def preview(
+    session: Session, settings: Settings, dataset_id: str, rows: int, project: str | None = None
+) -> dict[str, Any]:
     """The dataset's first `rows` rows, decoded back to category strings and class names."""
-    dataset = get(session, dataset_id)
+    dataset = get(session, dataset_id, project)
     shown = preview_rows(storage_dir(settings, dataset), dataset.features, dataset.target, rows)
     return {"dataset_id": dataset.id, "n_rows": dataset.n_rows, **shown}
 
 
-def stats(session: Session, settings: Settings, dataset_id: str) -> dict[str, Any]:
+def stats(session: Session, settings: Settings, dataset_id: str, project: str | None = None) -> dict[str, Any]:
     """Per-column statistics and the target's class histogram (or value range)."""
-    dataset = get(session, dataset_id)
+    dataset = get(session, dataset_id, project)
     if dataset.stats is None:  # stored before statistics were kept: compute them once
         dataset.stats = stats_from_arrays(storage_dir(settings, dataset), dataset.features, dataset.target)
         session.commit()

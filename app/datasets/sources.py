@@ -8,6 +8,7 @@ only.
 
 import csv
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,6 +30,7 @@ UTF8_BOM = b"\xef\xbb\xbf"
 
 class TableSource(Protocol):
     label: str  # "the CSV": how messages name the file
+    types_guessed: bool  # column types are inferred from text (CSV), not stored with the file
 
     def schema(self) -> pa.Schema:
         """Column names and the types inferred from the start of the file."""
@@ -40,6 +42,14 @@ class TableSource(Protocol):
 
     def where(self, row: int) -> str:
         """Where data row `row` (0-based) is, in the user's terms."""
+        ...
+
+    def guesses(self) -> list[str]:
+        """What reading the file took on trust (delimiter, decimal mark), as sentences."""
+        ...
+
+    def text_columns(self, names: list[str]) -> pa.Table | None:
+        """Every cell of these columns as text, where the format does not type its cells (CSV)."""
         ...
 
 
@@ -69,6 +79,24 @@ def sniff_delimiter(path: Path) -> str:
         return best if counts[best] else ","
 
 
+# A number written with a decimal comma ("3,14"), and one with a decimal point.
+_COMMA_NUMBER = re.compile(r"^[-+]?\d+,\d+$")
+_POINT_NUMBER = re.compile(r"^[-+]?\d*\.\d+$")
+
+
+def sniff_decimal(path: Path, delimiter: str) -> str:
+    """`,` when the file's first lines write numbers with a decimal comma (only possible when
+    the delimiter is not a comma), else `.`."""
+    if delimiter == ",":
+        return "."
+    with path.open("rb") as handle:
+        text = handle.read(SNIFF_BYTES).removeprefix(UTF8_BOM).decode("utf-8", "replace")
+    cells = [cell.strip().strip('"') for line in text.splitlines()[1:] for cell in line.split(delimiter)]
+    commas = sum(1 for cell in cells if _COMMA_NUMBER.match(cell))
+    points = sum(1 for cell in cells if _POINT_NUMBER.match(cell))
+    return "," if commas and not points else "."
+
+
 def utf8_problem(data: bytes, exc: UnicodeDecodeError, first_line: int = 1) -> str:
     line = first_line + data.count(b"\n", 0, exc.start)
     column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
@@ -89,12 +117,39 @@ def first_non_utf8_line(path: Path) -> str:
 
 class CsvSource:
     label = "the CSV"
+    types_guessed = True
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, delimiter: str | None = None, decimal: str | None = None) -> None:
+        """`delimiter` and `decimal` (the decimal mark) are guessed from the first lines unless given."""
         self.path = path
-        self.delimiter = sniff_delimiter(path)
+        self._guesses: list[str] = []
+        self.delimiter = delimiter or sniff_delimiter(path)
+        if delimiter is None and self.delimiter != ",":
+            self._guesses.append(f"delimiter {self.delimiter!r} guessed from the first lines")
+        self.decimal = decimal or sniff_decimal(path, self.delimiter)
+        if decimal is None and self.decimal == ",":
+            self._guesses.append(
+                "decimal comma guessed: numbers in the first lines are written like 3,14 "
+                "(send the form field decimal=. if that is wrong)"
+            )
         self._bad_rows: list[Any] = []
         self._schema: pa.Schema | None = None
+
+    def guesses(self) -> list[str]:
+        return list(self._guesses)
+
+    def text_columns(self, names: list[str]) -> pa.Table | None:
+        try:
+            return pa_csv.read_csv(
+                self.path,
+                read_options=pa_csv.ReadOptions(block_size=BLOCK_BYTES),
+                parse_options=pa_csv.ParseOptions(delimiter=self.delimiter, newlines_in_values=True),
+                convert_options=pa_csv.ConvertOptions(
+                    column_types=dict.fromkeys(names, pa.string()), include_columns=names, strings_can_be_null=True
+                ),
+            )
+        except pa.ArrowInvalid:
+            return None  # a malformed file: the full read says where
 
     def schema(self) -> pa.Schema:
         if self._schema is None:
@@ -139,7 +194,9 @@ class CsvSource:
                 parse_options=pa_csv.ParseOptions(
                     delimiter=self.delimiter, newlines_in_values=True, invalid_row_handler=remember
                 ),
-                convert_options=pa_csv.ConvertOptions(column_types=types, strings_can_be_null=True),
+                convert_options=pa_csv.ConvertOptions(
+                    column_types=types, strings_can_be_null=True, decimal_point=self.decimal
+                ),
             )
         except pa.ArrowInvalid as exc:
             raise self._explain(exc, rows_before) from exc
@@ -172,7 +229,9 @@ class CsvSource:
             self.path,
             read_options=pa_csv.ReadOptions(block_size=BLOCK_BYTES),
             parse_options=pa_csv.ParseOptions(delimiter=self.delimiter, newlines_in_values=True),
-            convert_options=pa_csv.ConvertOptions(column_types=text_types, include_columns=[column]),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=text_types, include_columns=[column], decimal_point=self.decimal
+            ),
         )
         values = reader.read_all().column(column)
         found = pc.index(values, value).as_py()
@@ -202,12 +261,35 @@ class ParquetSource:
     """
 
     label = "the Parquet file"
+    types_guessed = False
 
-    def __init__(self, path: Path) -> None:
+    def guesses(self) -> list[str]:
+        return []  # Parquet stores its types
+
+    def text_columns(self, names: list[str]) -> pa.Table | None:
+        return None
+
+    def __init__(self, path: Path, max_decoded_bytes: int) -> None:
         try:
             self._file = pq.ParquetFile(path, pre_buffer=False)
         except (pa.ArrowException, OSError) as exc:
             raise DatasetError(f"the file is not a valid Parquet file: {exc}") from exc
+        # Dictionary and run-length encodings let a tiny file hold millions of rows: bound what
+        # it decodes to (8 bytes a cell, as read; text columns by their uncompressed size) from
+        # the footer, before any row group is read.
+        metadata = self._file.metadata
+        decoded = 0
+        for group in range(metadata.num_row_groups):
+            row_group = metadata.row_group(group)
+            for column in range(row_group.num_columns):
+                chunk = row_group.column(column)
+                decoded += max(8 * row_group.num_rows, chunk.total_uncompressed_size)
+        if decoded > max_decoded_bytes:
+            raise DatasetError(
+                f"the Parquet file's {metadata.num_rows} rows of {metadata.num_columns} columns decode to about "
+                f"{decoded} bytes, over the limit of {max_decoded_bytes} "
+                "(TRAINYARD_MAX_UPLOAD_BYTES x TRAINYARD_MAX_UNPACK_FACTOR)"
+            )
 
     def schema(self) -> pa.Schema:
         return self._file.schema_arrow
@@ -241,6 +323,13 @@ class ParquetSource:
 
 class JsonLinesSource:
     label = "the JSON Lines file"
+    types_guessed = False
+
+    def guesses(self) -> list[str]:
+        return []  # JSON writes numbers and strings differently
+
+    def text_columns(self, names: list[str]) -> pa.Table | None:
+        return None
 
     def __init__(self, path: Path) -> None:
         self.path = path

@@ -1,14 +1,18 @@
 """A tabular file (CSV, Parquet, JSON Lines) → features.npy, target.npy, schema and statistics.
 
 The target is the column(s) the user names (default: the last column); every other column is a
-feature. Rows stream from the source a batch at a time into the stored files.
+feature. Rows stream from the source a batch at a time into the stored files. What was guessed
+about a CSV (delimiter, decimal mark, column types, a dropped pandas index) is said in warnings;
+a numeric column with a few stray words is refused, naming the cells, rather than read as text.
 """
 
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from app.datasets.array_file import NpyAppender
 from app.datasets.columns import CATEGORICAL, NUMERIC, FeatureColumns, TargetColumns, is_numeric
@@ -24,13 +28,37 @@ from app.datasets.schema import (
 from app.datasets.sources import TableSource
 from app.ml.data import FEATURES_FILE, TARGET_FILE
 
+# A numeric-looking text column: at least this share of its non-empty cells are numbers, and the
+# rest are few (at most STRAY_CELLS, or STRAY_SHARE of the cells).
+NUMERIC_SHARE = 0.8
+STRAY_CELLS = 10
+STRAY_SHARE = 0.05
+SHOWN_CELLS = 5
+PANDAS_INDEX_NAMES = ("", "Unnamed: 0")
+
 
 def store_table(
-    source: TableSource, target: tuple[str, ...] | None, limits: ParseLimits, directory: Path
+    source: TableSource,
+    target: tuple[str, ...] | None,
+    limits: ParseLimits,
+    directory: Path,
+    text_columns: tuple[str, ...] = (),
 ) -> StoredDataset:
-    """Read every row of `source` into `directory`; raise DatasetError naming the place."""
+    """Read every row of `source` into `directory`; raise DatasetError naming the place.
+
+    `text_columns` are kept as text even if they look numeric.
+    """
     schema = source.schema()
-    names = check_columns(schema.names, source.label, limits.max_columns)
+    warnings = source.guesses()
+    names = schema.names
+    index = pandas_index(source, schema)
+    if index is not None and not (target and index in target):
+        names = names[1:]
+        warnings.append(
+            f"dropped the first column {index!r}: it numbers the rows 0 to n-1, as a pandas index does "
+            "(DataFrame.to_csv(index=False) leaves it out)"
+        )
+    names = check_columns(names, source.label, limits.max_columns)
     target_names = list(target) if target else [names[-1]]
     for name in target_names:
         if name not in names:
@@ -39,7 +67,19 @@ def store_table(
     if not feature_names:
         raise DatasetError("every column is a target; leave at least one feature column")
 
-    kinds = {name: schema.field(name).type for name in names}
+    for name in text_columns:
+        if name not in names:
+            raise DatasetError(f"form field 'text_columns' names {name!r}, which is not a column; columns are: "
+                               f"{', '.join(names)}")  # fmt: skip
+    # A column named in text_columns is text even where every cell is a number (zip codes, ids).
+    kinds = {name: pa.string() if name in text_columns else schema.field(name).type for name in names}
+    looked_at = [name for name in names if name not in text_columns and is_text_type(kinds[name])]
+    cells = source.text_columns(looked_at) if looked_at else None
+    if cells is not None:
+        for name in looked_at:
+            refuse_stray_words(name, cells.column(name), getattr(source, "decimal", "."), source.where)
+    if source.types_guessed:
+        warnings.append(guessed_types(names, kinds))
     feature_kinds = [feature_kind(name, kinds[name], source.label) for name in feature_names]
     target_kinds = [kinds[name] for name in target_names]
     check_target_kinds(target_names, target_kinds, source.label)
@@ -73,7 +113,57 @@ def store_table(
         features=features_schema,
         target=target_schema(list(targets.row_shape), np.dtype(targets.dtype).name, target_names, classes),
         stats={"features": feature_stats, "target": target_stats},
+        warnings=warnings,
     )
+
+
+def pandas_index(source: TableSource, schema: pa.Schema) -> str | None:
+    """The first column's name if it is unnamed and holds 0, 1, 2, ... (pandas' to_csv default)."""
+    first = schema.names[0]
+    if first not in PANDAS_INDEX_NAMES or not pa.types.is_integer(schema.field(first).type):
+        return None
+    table = source.text_columns([first])
+    if table is None or table.column(first).null_count:
+        return None
+    cells = table.column(first)
+    try:
+        values = pc.cast(cells, pa.int64()).to_numpy()
+    except pa.ArrowInvalid:
+        return None
+    return first if np.array_equal(values, np.arange(len(values))) else None
+
+
+def refuse_stray_words(name: str, cells: pa.ChunkedArray, decimal: str, where: Callable[[int], str]) -> None:
+    """A column of numbers with a few words in it is a mistake to show, not a text column."""
+    number = rf"^\s*[-+]?(\d+(\{decimal}\d*)?|\{decimal}\d+)([eE][-+]?\d+)?\s*$"
+    filled = pc.fill_null(pc.invert(pc.is_null(cells)), False)
+    numeric = pc.fill_null(pc.match_substring_regex(cells, number), False)
+    n_filled = pc.sum(filled).as_py() or 0
+    n_numeric = pc.sum(numeric).as_py() or 0
+    n_stray = n_filled - n_numeric
+    if n_stray == 0 or n_numeric < NUMERIC_SHARE * n_filled or n_stray > max(STRAY_CELLS, STRAY_SHARE * n_filled):
+        return  # numbers after all, or genuinely text
+    stray = np.flatnonzero(np.asarray(pc.and_(filled, pc.invert(numeric))))
+    values = cells.take(pa.array(stray[:SHOWN_CELLS])).to_pylist()
+    shown = ", ".join(f"{value!r} at {where(int(row))}" for row, value in zip(stray, values, strict=False))
+    more = f" and {n_stray - SHOWN_CELLS} more" if n_stray > SHOWN_CELLS else ""
+    raise DatasetError(
+        f"column {name!r} holds numbers but {n_stray} cell(s) are not: {shown}{more}. Fix or empty them "
+        f"(an empty cell is a missing value), or send the form field text_columns={name} to keep the "
+        "column as text categories"
+    )
+
+
+def guessed_types(names: list[str], kinds: dict[str, pa.DataType]) -> str:
+    numeric = [name for name in names if is_numeric(kinds[name])]
+    text = [name for name in names if not is_numeric(kinds[name])]
+    parts = [f"numbers: {_listed(numeric)}" if numeric else "", f"text: {_listed(text)}" if text else ""]
+    return "column types guessed from the first rows; " + "; ".join(part for part in parts if part)
+
+
+def _listed(names: list[str], shown: int = 20) -> str:
+    listed = ", ".join(repr(name) for name in names[:shown])
+    return listed + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 def check_columns(names: list[str], label: str, max_columns: int) -> list[str]:

@@ -11,12 +11,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
 
+# What a form may hold besides the file: a few short options (name, format, target, ...).
+# Bounded so that a form of thousands of long fields, or a part header of 100 MB, is refused
+# as it arrives instead of being held in memory.
 MAX_FIELD_BYTES = 64 * 1024
+MAX_FIELDS = 16
+MAX_PART_HEADER_BYTES = 16 * 1024
 
 
 class UploadTooLarge(Exception):
@@ -47,7 +53,10 @@ async def receive_upload(
         UploadTooLarge: the body passed `max_bytes`; `destination` is left for the caller to remove.
         BadUpload: not multipart, no `file` part, or a form field that is too long.
     """
-    mime, options = parse_options_header(content_type)
+    try:
+        mime, options = parse_options_header(content_type)
+    except (UnicodeEncodeError, ValueError):
+        mime, options = b"", {}
     boundary = options.get(b"boundary")
     if mime != b"multipart/form-data" or not boundary:
         raise BadUpload("send the dataset as multipart/form-data with a part named 'file'")
@@ -61,7 +70,11 @@ async def receive_upload(
             if received > max_bytes:
                 raise UploadTooLarge(max_bytes)
             parser.write(chunk)
+            if receiver.error:  # no point reading the rest
+                raise BadUpload(receiver.error)
         parser.finalize()
+    except MultipartParseError as exc:
+        raise BadUpload(f"the body is not valid multipart/form-data: {exc}") from exc
     finally:
         receiver.close()
     if receiver.error:
@@ -99,6 +112,8 @@ class _PartReceiver:
         self._part_name: str | None = None
         self._is_file = False
         self._value = bytearray()
+        self._parts = 0
+        self._header_bytes = 0
 
     def callbacks(self) -> "MultipartCallbacks":
         return {
@@ -117,16 +132,30 @@ class _PartReceiver:
             self._file = None
 
     def _part_begin(self) -> None:
+        self._parts += 1
+        if self._parts > MAX_FIELDS + 1 and self.error is None:
+            self.error = f"the form has more than {MAX_FIELDS} fields besides 'file'"
+        self._header_bytes = 0
         self._headers = {}
         self._part_name = None
         self._is_file = False
         self._value = bytearray()
 
     def _header_field_data(self, data: bytes, start: int, end: int) -> None:
-        self._header_field += data[start:end]
+        if self._header_room(end - start):
+            self._header_field += data[start:end]
 
     def _header_value_data(self, data: bytes, start: int, end: int) -> None:
-        self._header_value += data[start:end]
+        if self._header_room(end - start):
+            self._header_value += data[start:end]
+
+    def _header_room(self, size: int) -> bool:
+        self._header_bytes += size
+        if self._header_bytes > MAX_PART_HEADER_BYTES:
+            if self.error is None:
+                self.error = f"a part's headers are longer than {MAX_PART_HEADER_BYTES} bytes"
+            return False
+        return True
 
     def _header_end(self) -> None:
         self._headers[self._header_field.strip().lower()] = self._header_value.strip()

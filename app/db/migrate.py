@@ -37,11 +37,17 @@ def upgrade_to_head(settings: Settings) -> None:
         return
     with get_engine(url).connect() as conn:
         if conn.dialect.name == "postgresql":
-            # Session-level lock: concurrent starters wait here, then find nothing to do.
+            # Session-level lock: concurrent starters wait here, then find nothing to do. They
+            # wait as long as the migration takes, not the sessions' usual lock_timeout.
+            conn.execute(text("SET LOCAL lock_timeout = 0"))
             conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_ADVISORY_LOCK_ID})
             conn.commit()
         try:
             with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    # DDL waits for the tables' readers to finish (a frozen one is ended by the
+                    # server's idle_in_transaction_session_timeout).
+                    conn.execute(text("SET LOCAL lock_timeout = 0"))
                 _upgrade(conn, url)
         finally:
             if conn.dialect.name == "postgresql":

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.config import Settings, get_settings
 from app.db.base import utcnow
 
 _engines: dict[str, Engine] = {}
@@ -21,10 +22,23 @@ def get_engine(url: str) -> Engine:
         if url.startswith("sqlite"):
             engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
             event.listen(engine, "connect", _configure_sqlite)
+        elif url.startswith("postgresql"):
+            connect_args = {"options": session_limits_options(get_settings())}
+            engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=connect_args)
         else:
             engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
         _engines[url] = engine
     return engine
+
+
+def session_limits_options(settings: Settings) -> str:
+    """Every session's limits on waiting. Without them one process frozen inside a transaction
+    (SIGSTOP, a paused VM, a cut network) holds its row and advisory locks for ever, and every
+    other process that needs them — the API answering a cancel included — waits for ever too.
+    The settings are process-wide (TRAINYARD_DB_*): each process sets them on its own sessions."""
+    lock_ms = round(settings.db_lock_timeout_s * 1000)
+    idle_ms = round(settings.db_idle_transaction_timeout_s * 1000)
+    return f"-c lock_timeout={lock_ms} -c idle_in_transaction_session_timeout={idle_ms}"
 
 
 def dispose_engines(*, after_fork: bool = False) -> None:

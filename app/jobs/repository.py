@@ -1,4 +1,8 @@
-"""Queries and atomic status transitions on jobs. Every transition writes a JobEvent."""
+"""Queries on jobs, and the writes that do not change a job's status (app.jobs.states does).
+
+Every write a running attempt makes (lease, epoch rows, checkpoints) is conditional on the job
+still being that attempt's: a worker that lost its lease writes nothing more.
+"""
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -6,21 +10,24 @@ from enum import Enum
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db.base import utcnow
 from app.db.pagination import Page, paginate
 from app.db.session import database_now
-from app.models import Job, JobEpoch, JobEvent, JobStatus, ModelVersion
+from app.events import log as event_log
+from app.models import DEFAULT_PROJECT, Job, JobEpoch, JobEvent, JobStatus, ModelVersion, StudyTrial
 
 
 def get(session: Session, job_id: str) -> Job | None:
     return session.get(Job, job_id, populate_existing=True)
 
 
-def get_by_idempotency_key(session: Session, key: str) -> Job | None:
-    return session.scalars(select(Job).where(Job.idempotency_key == key)).first()
+def get_by_idempotency_key(session: Session, key: str, project: str | None = DEFAULT_PROJECT) -> Job | None:
+    """The job submitted with this Idempotency-Key in `project` (None: in any project)."""
+    query = select(Job).where(Job.idempotency_key == key)
+    if project is not None:
+        query = query.where(Job.project == project)
+    return session.scalars(query.order_by(Job.created_at)).first()
 
 
 def list_page(
@@ -30,8 +37,14 @@ def list_page(
     status: JobStatus | None = None,
     dataset_id: str | None = None,
     name: str | None = None,
+    project: str | None = None,
+    study_id: str | None = None,
 ) -> Page[Job]:
     query = select(Job)
+    if study_id is not None:  # a study's trials (app.studies)
+        query = query.where(Job.id.in_(select(StudyTrial.job_id).where(StudyTrial.study_id == study_id)))
+    if project is not None:
+        query = query.where(Job.project == project)
     if status is not None:
         query = query.where(Job.status == status)
     if dataset_id is not None:
@@ -41,84 +54,14 @@ def list_page(
     return paginate(session, query, Job.created_at, Job.id, limit, cursor)
 
 
-def epochs(session: Session, job_id: str, attempt: int) -> Sequence[JobEpoch]:
-    query = select(JobEpoch).where(JobEpoch.job_id == job_id, JobEpoch.attempt == attempt).order_by(JobEpoch.epoch)
+def epochs(session: Session, job_id: str) -> Sequence[JobEpoch]:
+    """The job's one history: each epoch once (a resume deletes the rows past its checkpoint)."""
+    query = select(JobEpoch).where(JobEpoch.job_id == job_id).order_by(JobEpoch.epoch, JobEpoch.attempt)
     return session.scalars(query).all()
 
 
 def events(session: Session, job_id: str) -> Sequence[JobEvent]:
     return session.scalars(select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)).all()
-
-
-def transition(
-    session: Session,
-    job: Job,
-    to_status: JobStatus,
-    detail: str | None = None,
-    unless_cancel_requested: bool = False,
-    **values: Any,
-) -> bool:
-    """Move `job` to `to_status` if nobody changed it since it was read (same status, attempt).
-
-    Does not commit; returns False (and changes nothing) when the row moved on meanwhile, or
-    when `unless_cancel_requested` and a cancel has been asked for.
-    """
-    attempt = values.get("attempt", job.attempt)
-    query = update(Job).where(Job.id == job.id, Job.status == job.status, Job.attempt == job.attempt)
-    if unless_cancel_requested:
-        query = query.where(Job.cancel_requested.is_(False))
-    result = session.execute(query.values(status=to_status, **values).execution_options(synchronize_session=False))
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        return False
-    session.add(
-        JobEvent(
-            job_id=job.id,
-            from_status=job.status,
-            to_status=to_status,
-            attempt=attempt,
-            detail=detail,
-        )
-    )
-    return True
-
-
-def claim(session: Session, job_id: str, worker: str, lease: timedelta, max_attempts: int) -> Job | None:
-    """Take the job for this worker: queued, or running with an expired lease. Commits.
-
-    Returns None when another delivery or worker owns it, or it is final: a duplicate
-    message therefore does nothing.
-    """
-    job = get(session, job_id)
-    now = database_now(session)
-    if job is not None and job.status == JobStatus.QUEUED and job.cancel_requested:
-        # A cancel that raced a requeue: end it here rather than leave it queued forever.
-        if transition(session, job, JobStatus.CANCELLED, detail="cancelled before it ran", finished_at=now):
-            session.commit()
-        return None
-    if job is None or job.cancel_requested or job.attempt >= max_attempts:
-        return None
-    lease_expired = job.status == JobStatus.RUNNING and job.lease_expires_at is not None and job.lease_expires_at < now
-    if job.status != JobStatus.QUEUED and not lease_expired:
-        return None
-    attempt = job.attempt + 1
-    claimed = transition(
-        session,
-        job,
-        JobStatus.RUNNING,
-        detail=f"claimed by {worker}" + (" after its lease expired" if lease_expired else ""),
-        attempt=attempt,
-        worker=worker,
-        started_at=now,
-        lease_expires_at=now + lease,
-        epoch=0,
-        metrics={},
-        error=None,
-    )
-    if not claimed:
-        session.rollback()
-        return None
-    session.commit()
-    return get(session, job_id)
 
 
 class Heartbeat(Enum):
@@ -142,13 +85,132 @@ def renew_lease(session: Session, job_id: str, attempt: int, lease: timedelta) -
     return Heartbeat.CANCEL if cancel else Heartbeat.KEEP_GOING
 
 
-def record_epoch(session: Session, job_id: str, attempt: int, epoch: int, logs: dict[str, Any]) -> None:
-    """Store one epoch's logs and show them as the job's progress. Commits."""
-    session.add(JobEpoch(job_id=job_id, attempt=attempt, epoch=epoch, logs=logs))
+def _owned(job_id: str, attempt: int) -> Any:
+    return and_(Job.id == job_id, Job.attempt == attempt, Job.status == JobStatus.RUNNING)
+
+
+def record_epoch(
+    session: Session,
+    job_id: str,
+    attempt: int,
+    epoch: int,
+    logs: dict[str, Any],
+    duration_s: float | None = None,
+    samples: int | None = None,
+) -> bool:
+    """Store one epoch's logs, show them as the job's progress and append them to the event
+    log, if the attempt still owns the job. Commits; returns False (nothing written) for an
+    attempt that was fenced off. `duration_s`, `samples`: the epoch's wall time and rows."""
+    result = session.execute(
+        update(Job)
+        .where(_owned(job_id, attempt))
+        .values(epoch=epoch, metrics=logs)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        session.rollback()
+        return False
+    session.merge(JobEpoch(job_id=job_id, attempt=attempt, epoch=epoch, logs=logs))
+    event_log.append_epoch(session, job_id, attempt, epoch, logs, duration_s, samples)
+    session.commit()
+    return True
+
+
+def record_checkpoint(
+    session: Session, job_id: str, attempt: int, epoch: int, batch: int | None, saved_at: datetime
+) -> bool:
+    """Show the attempt's newest complete checkpoint on the job. Commits."""
+    return _update_owned(
+        session,
+        job_id,
+        attempt,
+        checkpoint_attempt=attempt,
+        checkpoint_epoch=epoch,
+        checkpoint_batch=batch,
+        checkpoint_saved_at=saved_at,
+    )
+
+
+def record_performance(session: Session, job_id: str, attempt: int, performance: dict[str, Any]) -> bool:
+    """Show what the attempt's `fit.performance` chose. Commits."""
+    return _update_owned(session, job_id, attempt, performance=performance)
+
+
+def record_resources(session: Session, job_id: str, attempt: int, resources: dict[str, Any]) -> bool:
+    """Show what the attempt trains on (devices, backend, peak memory). Commits."""
+    return _update_owned(session, job_id, attempt, resources=resources)
+
+
+def _update_owned(session: Session, job_id: str, attempt: int, **values: Any) -> bool:
+    """Set `values` on the job if the attempt still owns it (fenced). Commits; False if not."""
+    result = session.execute(
+        update(Job).where(_owned(job_id, attempt)).values(**values).execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def record_exit(session: Session, job_id: str, worker: str, how: str) -> Job | None:
+    """Note how the process running the job's attempt ended (from the worker's main process,
+    which saw its child die). Returns the job when that process still owned it. Commits."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.worker == worker, Job.status == JobStatus.RUNNING)
+        .values(last_exit=how)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    return get(session, job_id)
+
+
+def record_late_exit(session: Session, job_id: str, worker: str, how: str) -> None:
+    """How a process died, heard after its attempt was released: noted on the job, and added to
+    the error of a job that failed because its processes kept dying. Commits."""
+    job = get(session, job_id)
+    if job is None or job.worker != worker or job.status == JobStatus.SUCCEEDED:
+        return
+    job.last_exit = how
+    if job.status == JobStatus.FAILED and job.error is not None and how not in job.error:
+        job.error = f"{job.error}; {how}"
+    session.commit()
+
+
+def expired_leases(session: Session, now: datetime) -> Sequence[Job]:
+    query = select(Job).where(Job.status == JobStatus.RUNNING, Job.lease_expires_at < now)
+    return session.scalars(query).all()
+
+
+def queued_unsent_or_sent_before(session: Session, sent_before: datetime) -> Sequence[Job]:
+    """Queued jobs never sent (the broker was down), or last sent before `sent_before`: oldest first."""
+    query = select(Job).where(
+        Job.status == JobStatus.QUEUED,
+        or_(Job.enqueued_at.is_(None), Job.enqueued_at < sent_before),
+    )
+    return session.scalars(query.order_by(Job.created_at)).all()
+
+
+def mark_sent(session: Session, job: Job, previous: datetime | None) -> bool:
+    """Record that `job` is about to be sent again, if nobody re-sent it since `previous` was
+    read (so two sweeping processes never both send it). Commits."""
+    sent = Job.enqueued_at.is_(None) if previous is None else Job.enqueued_at == previous
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.status == JobStatus.QUEUED, sent)
+        .values(enqueued_at=database_now(session), send_count=Job.send_count + 1)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def mark_unsent(session: Session, job_id: str) -> None:
+    """The publish failed: the sweep's next pass sends the job again. Commits."""
     session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.attempt == attempt, Job.status == JobStatus.RUNNING)
-        .values(epoch=epoch, metrics=logs)
+        .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
+        .values(enqueued_at=None)
         .execution_options(synchronize_session=False)
     )
     session.commit()
@@ -159,77 +221,6 @@ def next_version(session: Session, name: str) -> int:
         select(ModelVersion.version).where(ModelVersion.name == name).order_by(ModelVersion.version.desc()).limit(1)
     )
     return (latest or 0) + 1
-
-
-def succeed_and_register(
-    session: Session,
-    job: Job,
-    artifact_path: str,
-    signature: dict[str, Any],
-    metrics: dict[str, Any],
-    retries: int = 5,
-    serving: dict[str, Any] | None = None,
-) -> ModelVersion | None:
-    """Mark the running attempt succeeded and register its model, in one transaction.
-
-    Returns None (nothing written) when the attempt no longer owns the job or a cancel
-    was asked for meanwhile. `serving` holds the ModelVersion's `serving_*` columns.
-    """
-    for _ in range(retries):
-        version = next_version(session, job.register_as)
-        now = utcnow()
-        model_version = ModelVersion(
-            name=job.register_as,
-            version=version,
-            job_id=job.id,
-            artifact_path=artifact_path,
-            signature=signature,
-            metrics=metrics,
-            **(serving or {}),
-        )
-        if not transition(
-            session,
-            job,
-            JobStatus.SUCCEEDED,
-            unless_cancel_requested=True,
-            finished_at=now,
-            lease_expires_at=None,
-            model_name=job.register_as,
-            model_version=version,
-            metrics=metrics,
-        ):
-            session.rollback()
-            return None
-        session.add(model_version)
-        try:
-            session.commit()
-            return model_version
-        except IntegrityError:  # another job registered the same version first: take the next
-            session.rollback()
-    raise RuntimeError(f"could not register a version of {job.register_as} after {retries} tries")
-
-
-def stalled_running(session: Session, now: datetime) -> Sequence[Job]:
-    query = select(Job).where(Job.status == JobStatus.RUNNING, Job.lease_expires_at < now)
-    return session.scalars(query).all()
-
-
-def unsent_queued(session: Session, sent_before: datetime) -> Sequence[Job]:
-    query = select(Job).where(
-        Job.status == JobStatus.QUEUED,
-        or_(Job.enqueued_at.is_(None), and_(Job.enqueued_at < sent_before)),
-    )
-    return session.scalars(query.order_by(Job.created_at)).all()
-
-
-def mark_enqueued(session: Session, job_id: str) -> None:
-    session.execute(
-        update(Job)
-        .where(Job.id == job_id)
-        .values(enqueued_at=utcnow(), send_count=Job.send_count + 1)
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
 
 
 def request_cancel(session: Session, job: Job) -> bool:

@@ -6,10 +6,28 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.ml.objects import SpecModel
-from app.ml.spec import CompileSpec, FitSpec, ModelSpec, Preprocessing, TrainingSpec
+from app.ml.run_control import PerformanceRecord
+from app.ml.spec import CompileSpec, DistillSpec, FitSpec, ModelSpec, Preprocessing, TrainingSpec
 from app.models import Job, JobStatus
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+
+
+class CheckpointPolicy(SpecModel):
+    every_seconds: float = Field(
+        gt=0,
+        le=7 * 24 * 3600,
+        description="Also checkpoint inside an epoch this often (one after every epoch always).",
+    )
+
+
+class Resources(SpecModel):
+    gpus: int = Field(
+        ge=0,
+        le=64,
+        description="Devices the job trains on, data-parallel when 2 or more (the global batch size "
+        "as given; `fit.batch_size` must divide by it). 1 or more routes the job to `training.gpu`.",
+    )
 
 
 class JobCreate(SpecModel):
@@ -19,11 +37,40 @@ class JobCreate(SpecModel):
     compile: CompileSpec
     fit: FitSpec = Field(default_factory=FitSpec)
     preprocessing: Preprocessing = Field(default_factory=Preprocessing)
+    distill: DistillSpec | None = Field(
+        default=None, description="Train the model as a student of a registered teacher version (soft targets)."
+    )
     register_as: str | None = Field(default=None, pattern=NAME_PATTERN)
-    gpu: bool = Field(default=False, description="Route the job to the `training.gpu` queue.")
+    gpu: bool = Field(default=False, description="Shorthand for `resources: {gpus: 1}`.")
+    resources: Resources | None = None
+    max_runtime_s: int | None = Field(
+        default=None,
+        gt=0,
+        description="Training time allowed across attempts (not time queued); past it the job ends "
+        "`timed_out`. At most, and by default, the server's TRAINYARD_MAX_JOB_RUNTIME_S.",
+    )
+    stall_timeout_s: int | None = Field(
+        default=None,
+        gt=0,
+        description="A job with no finished batch this long is treated as a lost worker "
+        "(default TRAINYARD_STALL_TIMEOUT_S).",
+    )
+    checkpoint: CheckpointPolicy | None = None
+
+    def gpus(self) -> int:
+        """The devices asked for: `resources.gpus`, else 1 for `gpu: true`, else 0 (any CPU worker)."""
+        if self.resources is not None:
+            return self.resources.gpus
+        return 1 if self.gpu else 0
 
     def training_spec(self) -> TrainingSpec:
-        return TrainingSpec(model=self.model, compile=self.compile, fit=self.fit, preprocessing=self.preprocessing)
+        return TrainingSpec(
+            model=self.model,
+            compile=self.compile,
+            fit=self.fit,
+            preprocessing=self.preprocessing,
+            distill=self.distill,
+        )
 
 
 class Progress(BaseModel):
@@ -36,11 +83,20 @@ class ModelRef(BaseModel):
     version: int
 
 
+class CheckpointOut(BaseModel):
+    epoch: int
+    batch: int | None
+    attempt: int
+    saved_at: datetime
+
+
 class JobOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: str
+    kind: str  # "train", or "compress" (POST /v1/models/{name}/versions/{v}/compress)
     name: str
+    project: str  # app.auth: the project of its dataset
     status: JobStatus
     dataset_id: str
     spec: dict[str, Any]
@@ -51,6 +107,18 @@ class JobOut(BaseModel):
     error: str | None
     model: ModelRef | None
     attempt: int
+    handbacks: int
+    resumed_from_epoch: int | None
+    checkpoint: CheckpointOut | None
+    gpus: int
+    # What the current attempt trains on (app.ml.distribution.DeviceReport); null before it starts.
+    resources: dict[str, Any] | None
+    # Why a queued job is not starting, when the reason is known ("waiting for a worker on training.gpu").
+    waiting_for: str | None
+    max_runtime_s: int | None
+    runtime_s: float
+    last_exit: str | None
+    performance: PerformanceRecord | None
     worker: str | None
     cancel_requested: bool
     created_at: datetime
@@ -58,13 +126,15 @@ class JobOut(BaseModel):
     finished_at: datetime | None
 
     @classmethod
-    def of(cls, job: Job) -> "JobOut":
+    def of(cls, job: Job, waiting_for: str | None = None) -> "JobOut":
         model = None
         if job.model_name is not None and job.model_version is not None:
             model = ModelRef(name=job.model_name, version=job.model_version)
         return cls(
             id=job.id,
+            kind=job.kind or "train",
             name=job.name,
+            project=job.project,
             status=job.status,
             dataset_id=job.dataset_id,
             spec=job.spec,
@@ -75,12 +145,33 @@ class JobOut(BaseModel):
             error=job.error,
             model=model,
             attempt=job.attempt,
+            handbacks=job.handbacks,
+            resumed_from_epoch=job.resumed_from_epoch,
+            checkpoint=_checkpoint_of(job),
+            gpus=job.gpus,
+            resources=job.resources,
+            waiting_for=waiting_for,
+            max_runtime_s=job.max_runtime_s,
+            runtime_s=round(job.runtime_s, 3),
+            last_exit=job.last_exit,
+            performance=PerformanceRecord.model_validate(job.performance) if job.performance else None,
             worker=job.worker,
             cancel_requested=job.cancel_requested,
             created_at=job.created_at,
             started_at=job.started_at,
             finished_at=job.finished_at,
         )
+
+
+def _checkpoint_of(job: Job) -> CheckpointOut | None:
+    if job.checkpoint_attempt is None or job.checkpoint_epoch is None or job.checkpoint_saved_at is None:
+        return None
+    return CheckpointOut(
+        epoch=job.checkpoint_epoch,
+        batch=job.checkpoint_batch,
+        attempt=job.checkpoint_attempt,
+        saved_at=job.checkpoint_saved_at,
+    )
 
 
 class JobPage(BaseModel):

@@ -1,7 +1,7 @@
 """What a spec may use, described for UIs and clients: derived from the spec classes themselves."""
 
 from functools import lru_cache
-from typing import Any, get_args
+from typing import Annotated, Any, get_args, get_origin
 
 from pydantic import BaseModel, TypeAdapter
 
@@ -32,19 +32,35 @@ def catalog() -> dict[str, Any]:
         "optimizers": {
             "names": list(get_args(optimization.OptimizerName)),
             "objects": _union(optimization.Optimizer),
+            # Keras lowercases optimizer names: any capitalisation of a name is that optimizer.
+            "aliases": {name: name.lower() for name in optimization.OPTIMIZERS.objects},
         },
         "schedules": _union(optimization.Schedule),
-        "losses": {"names": list(get_args(optimization.LossName)), "objects": _union(optimization.LossObject)},
-        "metrics": {"names": list(get_args(optimization.MetricName)), "objects": _union(optimization.MetricObject)},
-        "activations": list(get_args(objects.ActivationName)),
+        "losses": {
+            "names": list(get_args(optimization.LossName)),
+            "objects": _union(optimization.LossObject),
+            "aliases": dict(optimization.LOSSES.aliases),
+        },
+        "metrics": {
+            "names": list(get_args(optimization.MetricName)),
+            "objects": _union(optimization.MetricObject),
+            "aliases": dict(optimization.METRICS.aliases),
+        },
+        "activations": list(get_args(objects.ActivationNames)),
         "initializers": {
             "names": list(get_args(objects.InitializerName)),
             "objects": _union(objects.InitializerObject),
+            "aliases": dict(objects.INITIALIZERS.aliases),
         },
-        "regularizers": {"names": ["l1", "l2", "l1_l2"], "objects": _union(objects.RegularizerObject)},
+        "regularizers": {
+            "names": list(get_args(objects.RegularizerName)),
+            "objects": _union(objects.RegularizerObject),
+            "aliases": dict(objects.REGULARIZERS.aliases),
+        },
         "constraints": {
-            "names": ["max_norm", "non_neg", "unit_norm", "min_max_norm"],
+            "names": list(get_args(objects.ConstraintName)),
             "objects": _union(objects.ConstraintObject),
+            "aliases": dict(objects.CONSTRAINTS.aliases),
         },
     }
 
@@ -68,10 +84,11 @@ def _schema(annotation: Any) -> dict[str, Any]:
     members = [a for a in get_args(annotation) if a is not type(None)] if _is_union(annotation) else [annotation]
     plain = members[0] if len(members) == 1 else None
     for section, alias in _SECTIONS.items():
+        inner = get_args(alias)[0] if get_origin(alias) is Annotated else alias
         if (
-            annotation == alias
-            or plain == alias
-            or (members and _is_union(alias) and set(members) == set(get_args(alias)))
+            annotation in (alias, inner)
+            or plain in (alias, inner)
+            or (members and _is_union(inner) and set(members) == set(get_args(inner)))
         ):
             nullable = type(None) in get_args(annotation)
             return {"see": f"{section}s" if section != "learning_rate" else "schedules", "nullable": nullable}

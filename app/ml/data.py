@@ -139,6 +139,8 @@ def bind_outputs(output_specs: list[Any], target: dict[str, Any]) -> dict[str, l
     if len(output_specs) <= 1:
         return {spec.node: None for spec in output_specs}
     columns: list[str] = target.get("columns") or []
+    if all(spec.columns is None for spec in output_specs):
+        return _outputs_from_dataset([spec.node for spec in output_specs], columns, target["shape"])
     bound: dict[str, list[int] | None] = {}
     for index, spec in enumerate(output_specs):
         path = f"model.outputs[{index}]"
@@ -155,6 +157,23 @@ def bind_outputs(output_specs: list[Any], target: dict[str, Any]) -> dict[str, l
                 )
         bound[spec.node] = [columns.index(name) for name in spec.columns]
     return bound
+
+
+def _outputs_from_dataset(names: list[str], columns: list[str], shape: list[int]) -> dict[str, list[int] | None]:
+    """Outputs that do not name their columns (a Keras config has no place for them): each takes
+    the target column named like it, or else the target columns in output order, one each."""
+    if columns and set(names) <= set(columns):
+        return {name: [columns.index(name)] for name in names}
+    width = len(columns) or (shape[0] if len(shape) == 1 else 1)
+    if width == len(names):
+        return {name: [index] for index, name in enumerate(names)}
+    targets = ", ".join(columns) if columns else f"{width} unnamed column(s)"
+    raise SpecError(
+        "model.outputs",
+        f"the model has {len(names)} outputs ({', '.join(names)}) but the dataset's target has "
+        f"{targets}; name the target columns like the outputs, or have one target column per output "
+        "(in output order), or give each output its `columns` in the graph form",
+    )
 
 
 def model_targets(y: np.ndarray, outputs: dict[str, list[int] | None]) -> Any:

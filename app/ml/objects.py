@@ -1,30 +1,128 @@
 """Small Keras objects a spec may name: activations, initializers, regularizers, constraints.
 
-Each is a name from a fixed list or `{"type": <Keras class>, **arguments}`; nothing else.
+Each is a name from a fixed list or `{"type": <Keras class>, **arguments}`; nothing else. The
+other names and serialized forms Keras takes for them are rewritten to these (keras_names.py).
 """
 
-from typing import Annotated, Any, Literal
+import functools
+from typing import Annotated, Any, Literal, Self, cast, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    ModelWrapValidatorHandler,
+    Tag,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
+
+from app.ml.keras_names import BY_NAME, BY_TYPE, Kind, by_type, class_aliases, did_you_mean, name_or_object
 
 
 class SpecModel(BaseModel):
-    """Base of every spec object: unknown keys are an error, never silently dropped."""
+    """Base of every spec object: unknown keys are an error, never silently dropped; every number
+    is finite (JSON parsers take `NaN` and `Infinity`), and `true` is not the number 1."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _suggest_known_keys(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        """An unknown key keeps its path and names the closest known ones ("did you mean 'units'?")."""
+        if isinstance(data, dict):
+            _refuse_booleans_for_numbers(cls, data)
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            errors = exc.errors()
+            if not any(e["type"] == "extra_forbidden" and len(e["loc"]) == 1 for e in errors):
+                raise
+            owner = data.get("type") if isinstance(data, dict) and isinstance(data.get("type"), str) else None
+            known = [name for name in cls.model_fields if name != "type"]
+            details = [_with_suggestion(error, owner, known) for error in errors]
+            raise ValidationError.from_exception_data(exc.title, details) from None
 
     def kwargs(self) -> dict[str, Any]:
         """Constructor arguments: every field but `type`, without unset optional values."""
         return self.model_dump(exclude={"type"}, exclude_none=True)
 
 
+def _refuse_booleans_for_numbers(cls: type[BaseModel], data: dict[str, Any]) -> None:
+    """pydantic's lax mode reads `true` as 1 (`fit.epochs: true` would train one epoch): a field
+    that takes numbers and never a boolean refuses one, at its own path."""
+    errors = [
+        InitErrorDetails(
+            type=PydanticCustomError("int_type", "Input should be a number, not true or false"),
+            loc=(key,),
+            input=data[key],
+        )
+        for name, info in cls.model_fields.items()
+        if (key := info.alias or name) in data and _numbers_only(cast(Any, info.annotation)) and _holds_bool(data[key])
+    ]
+    if errors:
+        raise ValidationError.from_exception_data(cls.__name__, errors)
+
+
+@functools.cache
+def _numbers_only(annotation: Any) -> bool:
+    """Whether a field's type takes numbers (maybe in lists or dict values) but never a boolean;
+    nested spec objects check their own fields."""
+    found: set[str] = set()
+    stack = [annotation]
+    while stack:
+        node = stack.pop()
+        origin = get_origin(node)
+        if node is bool:
+            return False
+        if node in (int, float):
+            found.add("number")
+        elif node is Any or (isinstance(node, type) and issubclass(node, BaseModel)):
+            return False
+        elif origin is Literal:
+            if any(isinstance(value, bool) for value in get_args(node)):
+                return False
+        elif origin is not None or get_args(node):
+            stack.extend(arg for arg in get_args(node) if not isinstance(arg, str | int | float))
+    return bool(found)
+
+
+def _holds_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, list | tuple):
+        return any(_holds_bool(item) for item in value)
+    if isinstance(value, dict):
+        return any(_holds_bool(item) for item in value.values())
+    return False
+
+
+def _with_suggestion(error: ErrorDetails, owner: str | None, known: list[str]) -> InitErrorDetails:
+    message = error["msg"]
+    if error["type"] == "extra_forbidden" and len(error["loc"]) == 1:
+        key = str(error["loc"][0])
+        hint = did_you_mean(key, known)
+        message = f"{owner + ' has no argument' if owner else 'unknown field'} {key!r}" + (f"; {hint}" if hint else "")
+    # The message is final: no context to format into it.
+    return InitErrorDetails(type=PydanticCustomError(error["type"], message), loc=error["loc"], input=error["input"])
+
+
 Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
 
-ActivationName = Literal[
+ActivationNames = Literal[
     "linear", "relu", "relu6", "sigmoid", "hard_sigmoid", "tanh", "softmax", "log_softmax",
     "softplus", "softsign", "elu", "selu", "gelu", "swish", "silu", "leaky_relu", "mish",
-    "exponential", "hard_silu", "hard_swish",
+    "exponential", "hard_silu", "hard_swish", "celu", "hard_shrink", "hard_tanh", "log_sigmoid",
+    "soft_shrink", "sparse_plus", "sparse_sigmoid", "sparsemax", "squareplus", "tanh_shrink",
 ]  # fmt: skip
+# Not here: "glu" halves the last axis (a Dense's units would not be its output width) and
+# "threshold" needs arguments an activation name cannot carry.
+# Keras takes activations by their function names only (keras.activations.get("ReLU") fails).
+ACTIVATIONS = Kind("activation", "keras.activations", get_args(ActivationNames), {})
+ActivationName = Annotated[ActivationNames, BeforeValidator(ACTIVATIONS.normalise)]
 
 # --- initializers -----------------------------------------------------------------------------
 
@@ -117,7 +215,29 @@ InitializerObject = Annotated[
     | VarianceScaling | Identity,
     Field(discriminator="type"),
 ]  # fmt: skip
-Initializer = InitializerName | InitializerObject
+INITIALIZERS = Kind(
+    "initializer",
+    "keras.initializers",
+    get_args(InitializerName),
+    by_type(InitializerObject),
+    aliases={
+        **class_aliases(
+            ["GlorotNormal", "GlorotUniform", "HeNormal", "HeUniform", "Identity", "LecunNormal",
+             "LecunUniform", "Ones", "Orthogonal", "RandomNormal", "RandomUniform", "TruncatedNormal",
+             "VarianceScaling", "Zeros"],
+            get_args(InitializerName),
+            by_type(InitializerObject),
+        ),
+        "IdentityInitializer": "identity", "OrthogonalInitializer": "orthogonal", "zero": "zeros",
+        "one": "ones", "normal": "random_normal", "variance_scaling": {"type": "VarianceScaling"},
+    },
+    fixed={"input_axes": None, "output_axes": None},
+)  # fmt: skip
+Initializer = Annotated[
+    Annotated[InitializerName, Tag(BY_NAME)] | Annotated[InitializerObject, Tag(BY_TYPE)],
+    Discriminator(name_or_object),
+    BeforeValidator(INITIALIZERS.normalise),
+]
 
 # --- regularizers -----------------------------------------------------------------------------
 
@@ -145,7 +265,25 @@ class OrthogonalRegularizer(SpecModel):
 
 
 RegularizerObject = Annotated[L1 | L2 | L1L2 | OrthogonalRegularizer, Field(discriminator="type")]
-Regularizer = Literal["l1", "l2", "l1_l2", "orthogonal_regularizer"] | RegularizerObject
+RegularizerName = Literal["l1", "l2", "l1_l2", "orthogonal_regularizer"]
+REGULARIZERS = Kind(
+    "regularizer",
+    "keras.regularizers",
+    get_args(RegularizerName),
+    by_type(RegularizerObject),
+    aliases={
+        "L1": "l1",
+        "L2": "l2",
+        "L1L2": "l1_l2",
+        "l1l2": "l1_l2",
+        "OrthogonalRegularizer": "orthogonal_regularizer",
+    },
+)
+Regularizer = Annotated[
+    Annotated[RegularizerName, Tag(BY_NAME)] | Annotated[RegularizerObject, Tag(BY_TYPE)],
+    Discriminator(name_or_object),
+    BeforeValidator(REGULARIZERS.normalise),
+]
 
 # --- constraints ------------------------------------------------------------------------------
 
@@ -174,7 +312,19 @@ class MinMaxNorm(SpecModel):
 
 
 ConstraintObject = Annotated[MaxNorm | NonNeg | UnitNorm | MinMaxNorm, Field(discriminator="type")]
-Constraint = Literal["max_norm", "non_neg", "unit_norm", "min_max_norm"] | ConstraintObject
+ConstraintName = Literal["max_norm", "non_neg", "unit_norm", "min_max_norm"]
+CONSTRAINTS = Kind(
+    "constraint",
+    "keras.constraints",
+    get_args(ConstraintName),
+    by_type(ConstraintObject),
+    aliases=class_aliases(["MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm"], get_args(ConstraintName), {}),
+)
+Constraint = Annotated[
+    Annotated[ConstraintName, Tag(BY_NAME)] | Annotated[ConstraintObject, Tag(BY_TYPE)],
+    Discriminator(name_or_object),
+    BeforeValidator(CONSTRAINTS.normalise),
+]
 
 OBJECT_TAGS = frozenset(
     {

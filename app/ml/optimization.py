@@ -1,9 +1,14 @@
-"""What `compile` may name: optimizers (with clipping and learning-rate schedules), losses, metrics."""
+"""What `compile` may name: optimizers (with clipping and learning-rate schedules), losses, metrics.
 
-from typing import Annotated, Literal
+Each is a name or a `{"type": ...}` object; Keras's other names for them and the dicts
+`keras.saving.serialize_keras_object` writes are rewritten to those forms (keras_names.py).
+"""
 
-from pydantic import Field
+from typing import Annotated, Literal, get_args
 
+from pydantic import BeforeValidator, Discriminator, Field, Tag
+
+from app.ml.keras_names import ANY, BY_NAME, BY_TYPE, Kind, by_type, class_aliases, name_or_object
 from app.ml.objects import SpecModel
 
 Positive = Annotated[float, Field(gt=0)]
@@ -56,7 +61,8 @@ Schedule = Annotated[
     ExponentialDecay | PiecewiseConstantDecay | CosineDecay | PolynomialDecay | InverseTimeDecay,
     Field(discriminator="type"),
 ]
-LearningRate = Annotated[float, Field(gt=0, le=10)] | Schedule
+SCHEDULES = Kind("learning-rate schedule", "keras.optimizers.schedules", (), by_type(Schedule), fixed={"name": ANY})
+LearningRate = Annotated[Annotated[float, Field(gt=0, le=10)] | Schedule, BeforeValidator(SCHEDULES.normalise_object)]
 
 # --- optimizers -------------------------------------------------------------------------------
 
@@ -136,6 +142,21 @@ Optimizer = Annotated[
     SGD | Adam | AdamW | Adamax | Nadam | RMSprop | Adagrad | Adadelta | Lion,
     Field(discriminator="type"),
 ]
+OPTIMIZERS = Kind(
+    "optimizer",
+    "keras.optimizers",
+    get_args(OptimizerName),
+    by_type(Optimizer),
+    fixed={"name": ANY, "use_ema": False, "ema_momentum": 0.99, "ema_overwrite_frequency": None,
+           "loss_scale_factor": None},
+    case_insensitive=True,  # as keras.optimizers.get: "Adam", "ADAM" and "adam" are one optimizer
+    nested={"learning_rate": SCHEDULES},
+)  # fmt: skip
+OptimizerSpec = Annotated[
+    Annotated[OptimizerName, Tag(BY_NAME)] | Annotated[Optimizer, Tag(BY_TYPE)],
+    Discriminator(name_or_object),
+    BeforeValidator(OPTIMIZERS.normalise),
+]
 
 # --- losses and metrics -------------------------------------------------------------------------
 
@@ -184,7 +205,30 @@ LossObject = Annotated[
     | BinaryFocalCrossentropy | Huber,
     Field(discriminator="type"),
 ]  # fmt: skip
-Loss = LossName | LossObject
+LOSSES = Kind(
+    "loss",
+    "keras.losses",
+    get_args(LossName),
+    by_type(LossObject),
+    aliases={
+        **class_aliases(
+            ["BinaryCrossentropy", "BinaryFocalCrossentropy", "CategoricalCrossentropy", "CategoricalHinge",
+             "CosineSimilarity", "Hinge", "Huber", "KLDivergence", "LogCosh", "MeanAbsoluteError",
+             "MeanAbsolutePercentageError", "MeanSquaredError", "MeanSquaredLogarithmicError", "Poisson",
+             "SparseCategoricalCrossentropy", "SquaredHinge"],
+            get_args(LossName),
+            {},
+        ),
+        "MSE": "mse", "MAE": "mae", "MAPE": "mape", "MSLE": "msle", "KLD": "kld",
+        "BCE": "binary_crossentropy", "bce": "binary_crossentropy",
+    },
+    fixed={"name": ANY, "reduction": "sum_over_batch_size", "axis": -1, "dtype": None},
+)  # fmt: skip
+Loss = Annotated[
+    Annotated[LossName, Tag(BY_NAME)] | Annotated[LossObject, Tag(BY_TYPE)],
+    Discriminator(name_or_object),
+    BeforeValidator(LOSSES.normalise),
+]
 
 MetricName = Literal[
     "accuracy", "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy",
@@ -231,7 +275,31 @@ MetricObject = Annotated[
     AUC | Precision | Recall | TopKCategoricalAccuracy | SparseTopKCategoricalAccuracy,
     Field(discriminator="type"),
 ]
-Metric = MetricName | MetricObject
+METRICS = Kind(
+    "metric",
+    "keras.metrics",
+    get_args(MetricName),
+    by_type(MetricObject),
+    aliases={
+        **class_aliases(
+            ["AUC", "BinaryAccuracy", "BinaryCrossentropy", "CategoricalAccuracy", "CategoricalCrossentropy",
+             "CosineSimilarity", "KLDivergence", "LogCoshError", "MeanAbsoluteError",
+             "MeanAbsolutePercentageError", "MeanSquaredError", "Poisson", "Precision", "R2Score", "Recall",
+             "RootMeanSquaredError", "SparseCategoricalAccuracy", "SparseCategoricalCrossentropy",
+             "SparseTopKCategoricalAccuracy", "TopKCategoricalAccuracy"],
+            get_args(MetricName),
+            {},
+        ),
+        "MSE": "mse", "MAE": "mae", "MAPE": "mape", "BCE": "binary_crossentropy",
+        "bce": "binary_crossentropy", "acc": "accuracy",  # model.compile takes "acc"
+    },
+    fixed={"dtype": "float32", "summation_method": "interpolation", "num_labels": None, "label_weights": None},
+)  # fmt: skip
+Metric = Annotated[
+    Annotated[MetricName, Tag(BY_NAME)] | Annotated[MetricObject, Tag(BY_TYPE)],
+    Discriminator(name_or_object),
+    BeforeValidator(METRICS.normalise),
+]
 
 OPTIMIZATION_TAGS = frozenset(
     {

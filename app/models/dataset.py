@@ -16,13 +16,17 @@ def new_id() -> str:
 
 class Dataset(Base):
     __tablename__ = "datasets"
-    # One dataset per content and parse options: an upload of the same bytes read the same way
-    # finds the existing row (and a concurrent duplicate loses the insert). Rows stored before
-    # options were recorded have NULL options_hash, which never collides.
-    __table_args__ = (Index("ix_datasets_sha256_options_hash", "sha256", "options_hash", unique=True),)
+    # One dataset per project, content and parse options: an upload of the same bytes read the
+    # same way finds the existing row (and a concurrent duplicate loses the insert); another
+    # project's upload never finds it. Rows stored before options were recorded have NULL
+    # options_hash, which never collides.
+    __table_args__ = (
+        Index("ix_datasets_project_sha256_options_hash", "project", "sha256", "options_hash", unique=True),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(200))
+    project: Mapped[str] = mapped_column(String(64), default="default", server_default="default")
     format: Mapped[str] = mapped_column(String(16))
     sha256: Mapped[str] = mapped_column(String(64))
     # sha256 of the parse options (format, target, image_size, color_mode); app.datasets.parsing
@@ -35,6 +39,9 @@ class Dataset(Base):
     target: Mapped[dict[str, Any]]
     # per-column min/max/mean/std/missing and the target's class histogram, computed at ingest
     stats: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # what parsing guessed or dropped (delimiter, decimal mark, column types), in sentences;
+    # NULL for datasets stored before warnings were kept
+    warnings: Mapped[list[str] | None] = mapped_column(JSON)
     # directory relative to the datasets root holding features.npy and target.npy
     storage_path: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, utcnow
@@ -15,6 +15,8 @@ class ModelVersion(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(128), index=True)
+    # A model name belongs to the project of its first version (app.jobs.service checks it).
+    project: Mapped[str] = mapped_column(String(64), default="default", server_default="default")
     version: Mapped[int] = mapped_column(Integer)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="RESTRICT"), index=True)
     # path of the .keras file relative to the artifacts root
@@ -29,6 +31,13 @@ class ModelVersion(Base):
     serving_path: Mapped[str | None] = mapped_column(String(300), default=None)
     # how the export was checked against the Keras model (max_abs_diff), or why it fell back
     serving_check: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+    # Permutation importance from training (app.explain.importance): an Importance, or
+    # {"reason"} when none could be computed; NULL for versions registered before it existed.
+    importance: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    # Where a distilled or compressed version came from (app.compress.schemas.Lineage); None for
+    # a trained one. Its bill: params, bytes, serving latency and held-out metrics (Bill).
+    lineage: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    bill: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

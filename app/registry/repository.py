@@ -8,14 +8,19 @@ from sqlalchemy.orm import Session
 from app.models import ModelLabel, ModelVersion
 
 
-def model_names(session: Session) -> Sequence[tuple[str, int]]:
-    """Each model name with its latest version, by name."""
-    query = (
-        select(ModelVersion.name, func.max(ModelVersion.version))
-        .group_by(ModelVersion.name)
-        .order_by(ModelVersion.name)
-    )
+def model_names(session: Session, project: str | None = None) -> Sequence[tuple[str, int]]:
+    """Each model name (of `project`, or every one) with its latest version, by name."""
+    query = select(ModelVersion.name, func.max(ModelVersion.version))
+    if project is not None:
+        query = query.where(ModelVersion.project == project)
+    query = query.group_by(ModelVersion.name).order_by(ModelVersion.name)
     return [(name, int(version)) for name, version in session.execute(query)]
+
+
+def name_owner(session: Session, name: str) -> str | None:
+    """The project a model name belongs to (its first version's), or None for a new name."""
+    query = select(ModelVersion.project).where(ModelVersion.name == name).order_by(ModelVersion.version).limit(1)
+    return session.scalars(query).first()
 
 
 def versions(session: Session, name: str) -> Sequence[ModelVersion]:

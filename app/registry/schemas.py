@@ -2,8 +2,9 @@
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from app.compress.schemas import Bill, Lineage
 from app.models import ModelVersion
 
 
@@ -24,6 +25,9 @@ class VersionStatus(BaseModel):
     job_id: str
     created_at: str
     metrics: dict[str, Any]
+    # API.md "Distillation, compression, lineage": null for a trained version without a bill yet.
+    lineage: Lineage | None = None
+    bill: Bill | None = None
 
 
 class ModelStatus(BaseModel):
@@ -42,6 +46,8 @@ class ModelStatus(BaseModel):
                     job_id=v.job_id,
                     created_at=v.created_at.isoformat(),
                     metrics=v.metrics,
+                    lineage=Lineage.model_validate(v.lineage) if v.lineage else None,
+                    bill=Bill.model_validate(v.bill) if v.bill else None,
                 )
                 for v in versions
             ]
@@ -113,6 +119,8 @@ class ModelMetadata(BaseModel):
                     "signature_def": {"serving_default": tf_signature_def(version.signature)},
                 },
                 "serving": {"runtime": version.serving_runtime, "check": version.serving_check},
+                # Permutation importance from training (also at .../importance), or why none.
+                "importance": version.importance,
             },
         )
 
@@ -137,4 +145,6 @@ PREDICT_BODY = {
 
 
 class LabelUpdate(BaseModel):
-    version: int = Field(ge=1)
+    model_config = ConfigDict(strict=True)  # `true` is not version 1
+
+    version: int = Field(ge=1, le=2**63 - 1)

@@ -1,12 +1,15 @@
 """Raw tabular rows for predict: lists in column order or objects keyed by column name, with
 text values for categorical columns, turned into the float rows the model was trained on."""
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from app.errors import BadRequest
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True)
@@ -49,16 +52,22 @@ def encode_rows(instances: list[Any], columns: tuple[ColumnSpec, ...]) -> np.nda
         for position, (value, column, lookup) in enumerate(zip(values, columns, codes, strict=True)):
             where = f"instances[{row}].{column.name}"
             if lookup is not None:
-                if value not in lookup:
+                # Only scalars can be categories: a list or object is not hashable, let alone known.
+                if not isinstance(value, str | int | float | bool) or value not in lookup:
                     known = ", ".join(repr(v) for v in column.vocabulary[:20])  # type: ignore[index]
-                    raise BadRequest(f"{where}: unknown category {value!r}; the model knows {known}")
+                    raise BadRequest(f"{where}: unknown category {_shown(value)}; the model knows {known}")
                 out[row, position] = lookup[value]
             elif isinstance(value, int | float) and not isinstance(value, bool):
-                out[row, position] = value
+                number = float(value) if isinstance(value, float) or abs(value) < 2**63 else math.inf
+                if math.isfinite(number) and abs(number) > FLOAT32_MAX:
+                    number = math.inf
+                if math.isinf(number) and not (isinstance(value, float) and math.isinf(value)):
+                    raise BadRequest(f"{where}: {_shown(value)} is beyond the range of float32")
+                out[row, position] = number
             elif value is None and column.fill is not None:
                 out[row, position] = column.fill
             else:
-                raise BadRequest(f"{where}: expected a number, got {value!r}")
+                raise BadRequest(f"{where}: expected a number, got {_shown(value)}")
     return out
 
 
@@ -76,3 +85,11 @@ def _values(instance: Any, names: list[str], where: str) -> list[Any]:
     if isinstance(instance, list) and len(instance) == len(names):
         return instance
     raise BadRequest(f"{where}: a row is a list of {len(names)} values in column order, or an object keyed by column")
+
+
+def _shown(value: Any) -> str:
+    """A client's value for an error message, short (and no giant integer turned into text)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
+        return "an integer beyond 64 bits"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -26,6 +26,8 @@ def served_version(row: ModelVersion, artifacts_dir: Path) -> ServedVersion:
         outputs=tuple(TensorSpec.of(spec) for spec in row.signature["outputs"]),
         classes=tuple(classes) if classes else None,
         columns=tuple(ColumnSpec.of(c) for c in row.signature["columns"]) if row.signature.get("columns") else None,
+        project=row.project,
+        artifact=artifacts_dir / row.artifact_path,
     )
 
 

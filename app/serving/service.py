@@ -3,12 +3,14 @@
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 
 from app.config import Settings
-from app.errors import BadRequest, TooManyRequests, Unavailable
+from app.cpu_pool import CpuPool, ProcessPool
+from app.errors import BadRequest, NotFound, TooManyRequests, Unavailable
 from app.models import ModelVersion
 from app.serving import tfserving, v2
 from app.serving.batching import Batcher
@@ -20,8 +22,13 @@ from app.serving.runtimes import open_runtime
 from app.serving.signature import ServedVersion
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+T = TypeVar("T")
 
 WARM_UP_REPEATS = 5
+# Bodies up to this size are decoded on the event loop (well under a millisecond: a thread hop
+# would cost more); larger ones in a pool process, so that one big body never stalls the others.
+INLINE_DECODE_BYTES = 64 << 10
 
 
 class ServingService:
@@ -31,18 +38,35 @@ class ServingService:
         lookup: resolves (name, version, label) in the registry (blocking); raises NotFound.
     """
 
-    def __init__(self, settings: Settings, lookup: Lookup) -> None:
+    def __init__(self, settings: Settings, lookup: Lookup, cpu: CpuPool | None = None) -> None:
         self.settings = settings
+        self.cpu = cpu or CpuPool(settings.cpu_workers, settings.cpu_queue, settings.cpu_budget_s)
+        # Light processes (no Keras: a serving-only process has none; uploads are parsed there
+        # too), so a predict never waits behind a spec check.
+        self.decoders = ProcessPool(
+            settings.cpu_workers, settings.cpu_queue, settings.cpu_budget_s, warm_up="app.warm:light"
+        )
         self.cache = ModelCache(settings.model_cache_size, settings.model_cache_bytes, self._load_blocking)
         self.resolver = Resolver(lookup, self.cache.load, settings.resolve_ttl_s)
 
-    async def model(self, name: str, version: int | None = None, label: str | None = None) -> LoadedModel:
-        """The loaded model a URL names (NotFound, or Unavailable if it cannot load)."""
-        served = await self.resolver.resolve(name, version, label)
+    async def model(
+        self, name: str, version: int | None = None, label: str | None = None, project: str | None = None
+    ) -> LoadedModel:
+        """The loaded model a URL names (NotFound, or Unavailable if it cannot load).
+
+        Args:
+            project: the caller's project; another project's model is NotFound (None: any).
+        """
+        served = await self.resolve(name, version, label, project)
         return await self.cache.get(served)
 
-    async def resolve(self, name: str, version: int | None = None, label: str | None = None) -> ServedVersion:
-        return await self.resolver.resolve(name, version, label)
+    async def resolve(
+        self, name: str, version: int | None = None, label: str | None = None, project: str | None = None
+    ) -> ServedVersion:
+        served = await self.resolver.resolve(name, version, label)
+        if project is not None and served.project != project:
+            raise NotFound(f"model {name!r} does not exist")  # as if it did not: no tenancy leak
+        return served
 
     async def warm(self, served: ServedVersion) -> LoadedModel:
         """Load and warm `served` now (before a label points at it)."""
@@ -72,10 +96,10 @@ class ServingService:
         """A TF Serving predict body in, the response body out (row or columnar format)."""
         started = time.perf_counter()
         try:
-            request = tfserving.parse_json(raw)
-            inputs, rows = tfserving.decode_predict(request, model.version)
+            max_rows = self.settings.max_predict_rows
+            inputs, rows, class_names = await self._decode(raw, tfserving.decode_request, model.version, max_rows)
             outputs = await self.predict(model, inputs)
-            body = tfserving.encode_predict(outputs, model.version, rows, tfserving.wants_class_names(request))
+            body = tfserving.encode_predict(outputs, model.version, rows, class_names)
         except BaseException as exc:
             model.metrics.request("tfserving", _outcome(exc))
             raise
@@ -87,7 +111,9 @@ class ServingService:
         """An Open Inference Protocol infer body in; the response and its JSON header length."""
         started = time.perf_counter()
         try:
-            request = v2.decode_infer(raw, header_length, model.version)
+            request = await self._decode(
+                raw, v2.decode_infer, header_length, model.version, self.settings.max_predict_rows
+            )
             outputs = await self.predict(model, request.inputs)
             response = v2.encode_infer(request, outputs, model.version)
         except BaseException as exc:
@@ -96,6 +122,17 @@ class ServingService:
         model.metrics.request("v2", "ok")
         model.metrics.latency.observe(time.perf_counter() - started)
         return response
+
+    async def _decode(
+        self, raw: bytes, decode: Callable[Concatenate[bytes, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`decode(raw, ...)`: on the event loop for a small body; a large one in a pool process,
+        waited for by a CPU pool thread (which bounds how many wait), so that parsing a 4 MiB
+        body holds neither the event loop nor this process's GIL."""
+        if len(raw) <= INLINE_DECODE_BYTES:
+            return decode(raw, *args, **kwargs)
+        what = "decoding of large predict bodies"
+        return await self.cpu.run(what, self.decoders.call, self.cpu.budget_s, what, decode, raw, *args, **kwargs)
 
     async def predict(self, model: LoadedModel, inputs: list[np.ndarray]) -> list[np.ndarray]:
         """Run one request's batch through the model's batcher: outputs in signature order."""

@@ -49,6 +49,8 @@ class ServedVersion:
     classes: tuple[Any, ...] | None = None
     # Tabular models: the dataset's feature columns, which predict rows may be keyed by.
     columns: tuple[ColumnSpec, ...] | None = None
+    project: str = "default"  # the project the model belongs to (app.auth)
+    artifact: Path | None = None  # the version's .keras file (explain loads it; app.explain)
 
     @property
     def key(self) -> tuple[str, int]:
@@ -64,26 +66,8 @@ def to_input_array(spec: TensorSpec, value: Any, where: str) -> np.ndarray:
     Args:
         where: how the client named this value, for the error message (`instances[3]`).
     """
-    try:
-        if isinstance(value, np.ndarray):
-            array = value
-        elif spec.dtype.kind in "iu":
-            # Converting straight to an int dtype would truncate 1.5 to 1 without a word.
-            array = np.asarray(value)
-            if array.dtype.kind == "f" and not np.all(np.mod(array, 1) == 0):
-                raise BadRequest(
-                    f"{where}: input {spec.name!r} takes integers ({spec.dtype.name}); got fractional numbers"
-                )
-        else:
-            array = np.asarray(value, dtype=spec.dtype)
-    except (ValueError, TypeError) as exc:
-        raise BadRequest(
-            f"{where}: input {spec.name!r} must be numbers nested as {_shape_text(spec)} ({spec.dtype.name}); {exc}"
-        ) from exc
-    if array.dtype != spec.dtype:
-        if array.dtype.kind not in "biuf" or array.dtype == object:
-            raise BadRequest(f"{where}: input {spec.name!r} takes {spec.dtype.name} numbers; got {array.dtype}")
-        array = array.astype(spec.dtype)
+    array = value if isinstance(value, np.ndarray) else numbers(value, where, f"input {spec.name!r}")
+    array = cast_numbers(array, spec.dtype, where, f"input {spec.name!r}")
     if not spec.accepts(array):
         raise BadRequest(
             f"{where}: each instance of input {spec.name!r} must have shape "
@@ -91,6 +75,60 @@ def to_input_array(spec: TensorSpec, value: Any, where: str) -> np.ndarray:
             f"(the batch has shape {list(array.shape)})"
         )
     return array
+
+
+def numbers(value: Any, where: str, what: str = "the data") -> np.ndarray:
+    """Nested lists of JSON numbers (or booleans) as an array, checked by type before any cast:
+    `null`, text, objects, ragged nesting and integers beyond 64 bits are a 400 naming `where`
+    (converting straight to a float dtype would turn `null` into NaN without a word)."""
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise BadRequest(f"{where}: {what} must be numbers in equally long nested lists; {exc}") from exc
+    if array.dtype.kind not in "biuf":
+        raise BadRequest(f"{where}: {what} must be numbers; found {_offender(value)}")
+    return array
+
+
+def cast_numbers(array: np.ndarray, dtype: np.dtype[Any], where: str, what: str = "the data") -> np.ndarray:
+    """`array` as `dtype`, refusing what the cast would change: fractions into integers, values out
+    of the integer type's range (1000 as int8 would wrap to -24), finite values out of a float's range."""
+    if array.dtype == dtype:
+        return array
+    if array.dtype.kind not in "biuf":
+        raise BadRequest(f"{where}: {what} takes {dtype.name} numbers; got {array.dtype}")
+    if dtype.kind in "iu":
+        if array.dtype.kind == "f" and not np.all(np.mod(array, 1) == 0):
+            raise BadRequest(f"{where}: {what} takes integers ({dtype.name}); got fractional numbers")
+        info = np.iinfo(dtype)
+        if array.size and (array.min() < info.min or array.max() > info.max):
+            raise BadRequest(f"{where}: {what} takes {dtype.name} integers, from {info.min} to {info.max}")
+        return array.astype(dtype)
+    if dtype.kind == "b":
+        if array.dtype.kind != "b" and array.size and not np.isin(array, (0, 1)).all():
+            raise BadRequest(f"{where}: {what} takes booleans (true/false, or 0/1)")
+        return array.astype(dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        cast = array.astype(dtype)
+    if array.dtype.kind == "f" and not np.isfinite(cast).all() and (np.isinf(cast) & np.isfinite(array)).any():
+        raise BadRequest(f"{where}: {what} holds numbers beyond the range of {dtype.name}")
+    return cast
+
+
+def _offender(value: Any) -> str:
+    """The first leaf of nested lists that is not a number, as the client wrote it."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list | tuple):
+            stack.extend(reversed(item))
+        elif item is None:
+            return "null"
+        elif isinstance(item, int) and not isinstance(item, bool) and not -(2**63) <= item < 2**64:
+            return "an integer beyond 64 bits"
+        elif not isinstance(item, int | float):
+            return f"{type(item).__name__} {str(item)[:40]!r}"
+    return "values that are not numbers"
 
 
 def _shape_text(spec: TensorSpec) -> str:

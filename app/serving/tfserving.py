@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from app.errors import BadRequest
+from app.errors import BadRequest, PayloadTooLarge
 from app.serving.columns import encode_rows, wants_column_encoding
 from app.serving.signature import ServedVersion, to_input_array
 
@@ -34,7 +34,31 @@ def parse_json(raw: bytes) -> Any:
         raise BadRequest(f"the body is not valid JSON: {exc}") from exc
 
 
-def decode_predict(body: Any, version: ServedVersion) -> tuple[list[np.ndarray], bool]:
+def decode_body(raw: bytes, version: ServedVersion, max_rows: int) -> tuple[Any, list[np.ndarray], bool]:
+    """The parsed body, one array per model input, and whether the request used the row format."""
+    body = parse_json(raw)
+    inputs, rows = decode_predict(body, version, max_rows)
+    return body, inputs, rows
+
+
+def decode_request(raw: bytes, version: ServedVersion, max_rows: int) -> tuple[list[np.ndarray], bool, bool]:
+    """`decode_body` without the parsed body: the arrays, the row format, and whether the answer
+    should carry class names. What a pool process sends back (a parsed 10,000-row body would cost
+    more to pickle back than to parse)."""
+    body, inputs, rows = decode_body(raw, version, max_rows)
+    return inputs, rows, wants_class_names(body)
+
+
+def check_rows(count: int, max_rows: int, where: str) -> None:
+    """413 for a request with more rows than one request may hold (counted before any array exists)."""
+    if count > max_rows:
+        raise PayloadTooLarge(
+            f"{where} holds {count} rows, over the limit of {max_rows} per request "
+            "(TRAINYARD_MAX_PREDICT_ROWS): send them in several requests"
+        )
+
+
+def decode_predict(body: Any, version: ServedVersion, max_rows: int) -> tuple[list[np.ndarray], bool]:
     """One array per model input, and whether the request used the row format."""
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object with 'instances' or 'inputs'")
@@ -44,15 +68,16 @@ def decode_predict(body: Any, version: ServedVersion) -> tuple[list[np.ndarray],
     if "instances" in body:
         if "inputs" in body:
             raise BadRequest("send either 'instances' (row format) or 'inputs' (columnar), not both")
-        return _rows(body["instances"], version), True
+        return _rows(body["instances"], version, max_rows), True
     if "inputs" in body:
-        return _columns(body["inputs"], version), False
+        return _columns(body["inputs"], version, max_rows), False
     raise BadRequest("the request needs 'instances' (row format) or 'inputs' (columnar format)")
 
 
-def _rows(instances: Any, version: ServedVersion) -> list[np.ndarray]:
+def _rows(instances: Any, version: ServedVersion, max_rows: int) -> list[np.ndarray]:
     if not isinstance(instances, list) or not instances:
         raise BadRequest("'instances' must be a non-empty list of rows")
+    check_rows(len(instances), max_rows, "'instances'")
     if version.columns and len(version.inputs) == 1 and wants_column_encoding(instances, [version.inputs[0].name]):
         return [encode_rows(instances, version.columns)]
     if not isinstance(instances[0], dict):
@@ -68,13 +93,22 @@ def _rows(instances: Any, version: ServedVersion) -> list[np.ndarray]:
     ]
 
 
-def _columns(inputs: Any, version: ServedVersion) -> list[np.ndarray]:
+def _columns(inputs: Any, version: ServedVersion, max_rows: int) -> list[np.ndarray]:
     if isinstance(inputs, dict):
         _check_names(inputs, version, "inputs")
+        for spec in version.inputs:
+            _check_column_rows(inputs[spec.name], max_rows, f"inputs.{spec.name}")
         return [to_input_array(spec, inputs[spec.name], f"inputs.{spec.name}") for spec in version.inputs]
     if len(version.inputs) != 1:
         raise BadRequest(_name_inputs(version, "'inputs' must be an object"))
+    _check_column_rows(inputs, max_rows, "inputs")
     return [to_input_array(version.inputs[0], inputs, "inputs")]
+
+
+def _check_column_rows(value: Any, max_rows: int, where: str) -> None:
+    if not isinstance(value, list):
+        raise BadRequest(f"{where} must be a list with one entry per row")
+    check_rows(len(value), max_rows, where)
 
 
 def _check_names(given: dict[str, Any], version: ServedVersion, where: str) -> None:

@@ -14,10 +14,12 @@ from typing import Any
 import numpy as np
 
 from app.errors import BadRequest
-from app.serving.signature import ServedVersion, TensorSpec, to_input_array
-from app.serving.tfserving import dumps, parse_json
+from app.serving.signature import ServedVersion, TensorSpec, cast_numbers, numbers, to_input_array
+from app.serving.tfserving import check_rows, dumps, parse_json
 
 HEADER_LENGTH = "inference-header-content-length"
+MAX_RANK = 32  # numpy's own limit on dimensions
+MAX_DIM = 2**31 - 1
 
 DATATYPES: dict[str, np.dtype[Any]] = {
     "BOOL": np.dtype(bool),
@@ -54,7 +56,7 @@ class InferRequest:
     binary_outputs: bool
 
 
-def decode_infer(raw: bytes, header_length: str | None, version: ServedVersion) -> InferRequest:
+def decode_infer(raw: bytes, header_length: str | None, version: ServedVersion, max_rows: int) -> InferRequest:
     """Parse an infer request body into one array per model input, checked against it."""
     binary = b""
     if header_length is not None:
@@ -68,11 +70,12 @@ def decode_infer(raw: bytes, header_length: str | None, version: ServedVersion) 
     body = parse_json(raw)
     if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
         raise BadRequest("the body must be a JSON object with an 'inputs' list of tensors")
+    parameters = _parameters(body.get("parameters"), "parameters")
     given: dict[str, np.ndarray] = {}
     offset = 0
     for index, tensor in enumerate(body["inputs"]):
-        array, offset = _decode_tensor(tensor, f"inputs[{index}]", binary, offset)
-        given[str(tensor["name"])] = array
+        name, array, offset = _decode_tensor(tensor, f"inputs[{index}]", binary, offset, max_rows)
+        given[name] = array
     expected = [spec.name for spec in version.inputs]
     unknown = [name for name in given if name not in expected]
     missing = [name for name in expected if name not in given]
@@ -83,83 +86,118 @@ def decode_infer(raw: bytes, header_length: str | None, version: ServedVersion) 
             + (f"; unknown {unknown}" if unknown else "")
         )
     arrays = [to_input_array(spec, given[spec.name], f"input {spec.name!r}") for spec in version.inputs]
-    parameters = body.get("parameters") or {}
-    if not isinstance(parameters, dict):
-        raise BadRequest("'parameters' must be an object")
     request_id = body.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise BadRequest("'id' must be a string")
     return InferRequest(
-        id=str(request_id) if request_id is not None else None,
+        id=request_id,
         inputs=arrays,
         outputs=_requested_outputs(body.get("outputs"), version),
-        binary_outputs=bool(parameters.get("binary_data_output", False)),
+        binary_outputs=_flag(parameters, "binary_data_output", "parameters"),
     )
 
 
-def _decode_tensor(tensor: Any, where: str, binary: bytes, offset: int) -> tuple[np.ndarray, int]:
+def _parameters(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequest(f"{where} must be an object")
+    return value
+
+
+def _flag(parameters: dict[str, Any], key: str, where: str) -> bool:
+    value = parameters.get(key, False)
+    if not isinstance(value, bool):
+        raise BadRequest(f"{where}.{key} must be true or false")
+    return value
+
+
+def _decode_tensor(tensor: Any, where: str, binary: bytes, offset: int, max_rows: int) -> tuple[str, np.ndarray, int]:
     if not isinstance(tensor, dict) or not {"name", "shape", "datatype"} <= tensor.keys():
         raise BadRequest(f"{where} must be an object with name, shape, datatype and data")
+    name = tensor["name"]
+    if not isinstance(name, str):
+        raise BadRequest(f"{where}.name must be a string")
     datatype = tensor["datatype"]
     dtype = DATATYPES.get(datatype) if isinstance(datatype, str) else None
     if dtype is None:
-        raise BadRequest(f"{where}: unknown datatype {datatype!r}; one of {list(DATATYPES)}")
+        raise BadRequest(f"{where}.datatype: unknown datatype {datatype!r}; one of {list(DATATYPES)}")
     shape = tensor["shape"]
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise BadRequest(f"{where}: shape must be a list of non-negative integers")
+    # type(), not isinstance: JSON true is a Python bool, which isinstance counts as an int.
+    if (
+        not isinstance(shape, list)
+        or len(shape) > MAX_RANK
+        or not all(type(d) is int and 0 <= d <= MAX_DIM for d in shape)
+    ):
+        raise BadRequest(f"{where}.shape must be a list of at most {MAX_RANK} integers from 0 to {MAX_DIM}")
+    if shape:
+        check_rows(shape[0], max_rows, where)
     count = math.prod(shape)
-    parameters = tensor.get("parameters") or {}
-    size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
+    parameters = _parameters(tensor.get("parameters"), f"{where}.parameters")
+    size = parameters.get("binary_data_size")
     if size is not None:
-        if not isinstance(size, int) or offset + size > len(binary):
-            raise BadRequest(f"{where}: binary_data_size {size} runs past the body")
+        if type(size) is not int or size < 0 or offset + size > len(binary):
+            raise BadRequest(f"{where}.parameters.binary_data_size {size!r} runs past the body")
         chunk = binary[offset : offset + size]
         offset += size
         if datatype == "BYTES":
-            array = np.array(_unpack_bytes(chunk, where), dtype=object)
+            array = np.array(_unpack_bytes(chunk, where, count), dtype=object)
         else:
             if size != count * dtype.itemsize:
                 raise BadRequest(f"{where}: {size} bytes of {datatype} is not the {count} elements of {shape}")
             array = np.frombuffer(chunk, dtype=dtype.newbyteorder("<"))
+            if datatype == "BOOL" and (np.frombuffer(chunk, dtype=np.uint8) > 1).any():
+                raise BadRequest(f"{where}: BOOL binary data must be bytes 0 or 1")
     elif "data" in tensor:
-        array = _from_json(tensor["data"], dtype, datatype, where)
+        array = _from_json(tensor["data"], dtype, datatype, where, count)
     else:
         raise BadRequest(f"{where}: the tensor has neither 'data' nor binary_data_size")
     if array.size != count:
         raise BadRequest(f"{where}: shape {shape} needs {count} elements; data has {array.size}")
-    return array.reshape(shape), offset
+    return name, array.reshape(shape), offset
 
 
-def _from_json(data: Any, dtype: np.dtype[Any], datatype: str, where: str) -> np.ndarray:
-    try:
-        if datatype == "BYTES":
-            flat = np.asarray(data, dtype=object).reshape(-1)
-            return np.array([_as_bytes(v) for v in flat], dtype=object)
-        if dtype.kind == "f":  # the common case, converted in one step
-            return np.asarray(data, dtype=dtype)
-        array = np.asarray(data)
-        if datatype == "BOOL" and array.dtype != bool:
-            raise BadRequest(f"{where}: BOOL data must be true or false")
-        if array.dtype.kind not in "biuf":
-            raise BadRequest(f"{where}: {datatype} data must be numbers; got {array.dtype}")
-        if array.dtype.kind == "f" and dtype.kind in "iu" and not np.all(np.mod(array, 1) == 0):
-            raise BadRequest(f"{where}: {datatype} data must be integers")
-        return array.astype(dtype, copy=False)
-    except ValueError as exc:
-        raise BadRequest(
-            f"{where}: {datatype} data must be numbers in a flat or nested list (row-major); {exc}"
-        ) from exc
+def _from_json(data: Any, dtype: np.dtype[Any], datatype: str, where: str, count: int) -> np.ndarray:
+    if datatype == "BYTES":
+        return np.array(_strings(data, where, count), dtype=object)
+    array = numbers(data, f"{where}.data", f"{datatype} data")
+    if datatype == "BOOL" and array.dtype != bool:
+        raise BadRequest(f"{where}.data: BOOL data must be true or false")
+    return cast_numbers(array.reshape(-1), dtype, f"{where}.data", f"{datatype} data")
+
+
+def _strings(data: Any, where: str, count: int) -> list[bytes]:
+    """BYTES data: strings in flat or nested lists, as UTF-8 bytes. Checked leaf by leaf, and
+    stopped past `count`: `bytes(n)` of a number would allocate n zero bytes."""
+    out: list[bytes] = []
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        elif isinstance(item, str):
+            out.append(item.encode())
+            if len(out) > count:
+                break
+        else:
+            raise BadRequest(f"{where}.data: BYTES data must be strings; found {type(item).__name__}")
+    return out
 
 
 def _as_bytes(value: Any) -> bytes:
     return value.encode() if isinstance(value, str) else bytes(value)
 
 
-def _unpack_bytes(chunk: bytes, where: str) -> list[bytes]:
-    items, offset = [], 0
-    while offset < len(chunk):
+def _unpack_bytes(chunk: bytes, where: str, count: int) -> list[bytes]:
+    items: list[bytes] = []
+    offset = 0
+    while offset < len(chunk) and len(items) <= count:
         if offset + 4 > len(chunk):
             raise BadRequest(f"{where}: truncated BYTES element length")
         (length,) = struct.unpack_from("<I", chunk, offset)
         offset += 4
+        if offset + length > len(chunk):
+            raise BadRequest(f"{where}: a BYTES element runs past its binary data")
         items.append(chunk[offset : offset + length])
         offset += length
     return items
@@ -174,10 +212,10 @@ def _requested_outputs(outputs: Any, version: ServedVersion) -> list[tuple[str, 
     requested = []
     for index, output in enumerate(outputs):
         name = output.get("name") if isinstance(output, dict) else None
-        if name not in names:
-            raise BadRequest(f"outputs[{index}]: unknown output {name!r}; the model has {names}")
-        parameters = output.get("parameters") or {}
-        requested.append((str(name), bool(parameters.get("binary_data", False))))
+        if not isinstance(name, str) or name not in names:
+            raise BadRequest(f"outputs[{index}].name: unknown output {name!r}; the model has {names}")
+        parameters = _parameters(output.get("parameters"), f"outputs[{index}].parameters")
+        requested.append((name, _flag(parameters, "binary_data", f"outputs[{index}].parameters")))
     return requested
 
 

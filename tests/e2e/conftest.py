@@ -2,6 +2,7 @@
 
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,7 +10,8 @@ import httpx
 import pytest
 
 from app.config import Settings
-from tests.factories import wait_for
+from app.db.migrate import upgrade_to_head
+from tests.factories import register_version, seed_mlp, wait_for
 from tests.services import TrainyardProcess
 
 pytestmark = pytest.mark.e2e
@@ -22,6 +24,25 @@ class Server:
     url: str
     settings: Settings
     process: TrainyardProcess
+
+
+@contextmanager
+def serving_tiny_model(home: Path, max_upload_bytes: int, auth: str = "auto") -> Iterator[Server]:
+    """`trainyard serve` with no worker and one small registered model, `tiny` (for tests that
+    hammer the API rather than train). `auth`: TRAINYARD_AUTH."""
+    settings = Settings(
+        home=home, embedded_worker=False, access_log=False, max_upload_bytes=max_upload_bytes, auth=auth
+    )
+    upgrade_to_head(settings)
+    register_version(settings, "tiny", seed_mlp(features=4, classes=3, hidden=8))
+    port = free_port()
+    process = TrainyardProcess(["serve", "--port", str(port)], settings, home.parent / "serve.log")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(process, f"{url}/healthz")
+        yield Server(url=url, settings=settings, process=process)
+    finally:
+        process.stop()
 
 
 def free_port() -> int:
@@ -81,7 +102,8 @@ def wait_until_ready(process: TrainyardProcess, probe: str) -> None:
         except httpx.HTTPError:
             return False
 
-    wait_for(ready, timeout=60, interval=0.2, what=f"{probe} to answer 200")
+    # Generous: serve imports TensorFlow in its worker at start, slow on a busy 2-core machine.
+    wait_for(ready, timeout=180, interval=0.2, what=f"{probe} to answer 200")
 
 
 def _set_label(settings: Settings, name: str, label: str, version: int) -> None:

@@ -1,7 +1,6 @@
 """Rolling out versions to a running serving process: no restart, no errors, warm first."""
 
 import threading
-import time
 from collections import Counter
 
 import httpx
@@ -80,10 +79,13 @@ def test_moving_a_label_under_load_gives_no_errors_and_switches_after_warm_up(
     threads = [threading.Thread(target=hammer) for _ in range(4)]
     for thread in threads:
         thread.start()
-    time.sleep(0.5)
-    moved = httpx.put(f"{serving_server.url}/v1/models/tiny/labels/canary", json={"version": 2})
-    time.sleep(1.0)
-    stop.set()
+    try:
+        # Requests are flowing on version 1 before the move, and on version 2 after it.
+        wait_for(lambda: outcomes["v1"] >= 20, 30, interval=0.02, what="requests on version 1")
+        moved = httpx.put(f"{serving_server.url}/v1/models/tiny/labels/canary", json={"version": 2})
+        wait_for(lambda: outcomes["v2"] >= 20, 30, interval=0.02, what="requests on version 2")
+    finally:
+        stop.set()
     for thread in threads:
         thread.join(timeout=10)
 

@@ -51,5 +51,24 @@ def worker(production_settings: Settings, tmp_path_factory: pytest.TempPathFacto
 
 @pytest.fixture
 def api(production_settings: Settings, worker: TrainyardProcess) -> Iterator[TestClient]:
-    with TestClient(create_app(production_settings)) as client:
+    with TestClient(create_app(production_settings), base_url="http://127.0.0.1") as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def served_api(
+    production_settings: Settings, worker: TrainyardProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """`trainyard serve` as its own process on the production settings (no worker of its own):
+    the API, the worker and the test are three processes. Yields its base URL."""
+    from tests.e2e.conftest import free_port, wait_until_ready
+
+    port = free_port()
+    log_path = Path(tmp_path_factory.mktemp("logs")) / "serve.log"
+    process = TrainyardProcess(["serve", "--port", str(port)], production_settings, log_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(process, f"{url}/readyz")
+        yield url
+    finally:
+        process.stop()

@@ -6,17 +6,20 @@ layer spec. Arguments that could read files or run code (Lambda, lookup vocabula
 paths, custom objects) have no field here, so they cannot be written.
 """
 
-from typing import TYPE_CHECKING, Annotated, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
-from app.ml.layers import convolution, core, preprocessing, sequence
-from app.ml.layers.base import NON_KERAS_FIELDS, LayerBase, LayerName
+from app.ml.keras_names import unknown
+from app.ml.layers import convolution, core, keras_internal, preprocessing, sequence
+from app.ml.layers.base import LAYERS_CEILING, NON_KERAS_FIELDS, LayerBase, LayerName, Shape
 from app.ml.layers.core import Dense
 from app.ml.layers.sequence import RecurrentLayer
+from app.ml.objects import SpecModel
 
 __all__ = [
     "ATTENTION_LAYERS",
+    "LAYERS_CEILING",
     "LAYER_CLASSES",
     "MERGE_LAYERS",
     "NON_KERAS_FIELDS",
@@ -25,6 +28,7 @@ __all__ = [
     "Layer",
     "LayerBase",
     "LayerName",
+    "NestedModel",
 ]
 
 
@@ -49,10 +53,31 @@ class Call(LayerBase):
     layer: LayerName
 
 
+class NestedInput(SpecModel):
+    name: LayerName
+    shape: Shape | None = Field(default=None, description="Per-sample shape; default: the node it is called on.")
+
+
+class NestedGraph(SpecModel):
+    """The graph of a model used as a layer: its own names, inputs, layers and outputs."""
+
+    inputs: list[NestedInput] = Field(min_length=1, max_length=16)
+    layers: list["Layer"] = Field(min_length=1, max_length=LAYERS_CEILING)
+    outputs: list[LayerName] = Field(min_length=1, max_length=16)
+
+
+class NestedModel(LayerBase):
+    """A model called as a layer, such as a base model inside a transfer-learning model
+    (`trainable: false` freezes all of it)."""
+
+    type: Literal["Model"]
+    graph: NestedGraph
+
+
 def _catalog_classes() -> list[type[LayerBase]]:
     """Every public layer class defined in the catalog modules, in module order."""
     found: list[type[LayerBase]] = []
-    for module in (core, convolution, sequence, preprocessing):
+    for module in (core, convolution, sequence, preprocessing, keras_internal):
         for value in vars(module).values():
             if (
                 isinstance(value, type)
@@ -61,15 +86,28 @@ def _catalog_classes() -> list[type[LayerBase]]:
                 and not value.__name__.startswith("_")
             ):
                 found.append(value)
-    return [*found, Bidirectional, TimeDistributed, Call]
+    return [*found, Bidirectional, TimeDistributed, Call, NestedModel]
+
+
+def _known_type(value: Any) -> Any:
+    """An unknown `type` is named with the closest catalog classes, not the whole catalog."""
+    if isinstance(value, dict):
+        kind = value.get("type")
+        if kind is None:
+            raise ValueError('each layer needs a "type", the Keras class name, such as "Dense"')
+        if not isinstance(kind, str) or kind not in LAYER_CLASSES:
+            raise ValueError(unknown("layer type", str(kind), LAYER_CLASSES))
+    return value
 
 
 if TYPE_CHECKING:
     Layer = LayerBase
 else:
     # One discriminated union of every catalog class: `type` picks the class, nothing else can.
-    Layer = Annotated[Union[tuple(_catalog_classes())], Field(discriminator="type")]  # noqa: UP007
+    _ANY_LAYER = Union[tuple(_catalog_classes())]  # noqa: UP007
+    Layer = Annotated[_ANY_LAYER, Field(discriminator="type"), BeforeValidator(_known_type)]
     TimeDistributed.model_rebuild()
+    NestedGraph.model_rebuild()
 
 LAYER_CLASSES: dict[str, type[LayerBase]] = {
     cls.model_fields["type"].annotation.__args__[0]: cls  # type: ignore[union-attr]

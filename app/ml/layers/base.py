@@ -8,6 +8,10 @@ from app.ml.objects import ActivationName, Constraint, Initializer, Regularizer,
 
 LayerName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")]
 PositiveInt = Annotated[int, Field(gt=0, le=1_000_000)]
+Shape = Annotated[list[PositiveInt], Field(min_length=1, max_length=5)]
+# A bound on any one list of layers, so parsing stays bounded; the layer cap users meet is the
+# TRAINYARD_MAX_LAYERS setting, checked on the whole spec (nested models included) at the door.
+LAYERS_CEILING = 100_000
 Rate = Annotated[float, Field(ge=0.0, lt=1.0)]
 IntOrTuple = PositiveInt | list[PositiveInt]
 Padding = Literal["valid", "same"]

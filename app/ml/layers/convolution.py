@@ -38,8 +38,7 @@ class Conv3D(_Conv):
     type: Literal["Conv3D"]
 
 
-class Conv2DTranspose(KernelLayer):
-    type: Literal["Conv2DTranspose"]
+class _ConvTranspose(KernelLayer):
     filters: PositiveInt
     kernel_size: IntOrTuple
     strides: IntOrTuple = 1
@@ -47,6 +46,18 @@ class Conv2DTranspose(KernelLayer):
     output_padding: IntOrTuple | None = None
     data_format: DataFormat | None = None
     dilation_rate: IntOrTuple = 1
+
+
+class Conv2DTranspose(_ConvTranspose):
+    type: Literal["Conv2DTranspose"]
+
+
+class Conv1DTranspose(_ConvTranspose):
+    type: Literal["Conv1DTranspose"]
+
+
+class Conv3DTranspose(_ConvTranspose):
+    type: Literal["Conv3DTranspose"]
 
 
 class _Depthwise(LayerBase):

@@ -141,6 +141,24 @@ class GroupNormalization(_Normalization):
 # --- reshaping ------------------------------------------------------------------------------
 
 
+class UnitNormalization(LayerBase):
+    type: Literal["UnitNormalization"]
+    axis: int | list[int] = -1
+
+
+class Masking(LayerBase):
+    """Marks timesteps whose every feature equals `mask_value`; later layers skip them."""
+
+    type: Literal["Masking"]
+    mask_value: float = 0.0
+
+
+class Identity(LayerBase):
+    """Passes its input through unchanged (a named node in a graph)."""
+
+    type: Literal["Identity"]
+
+
 class Flatten(LayerBase):
     type: Literal["Flatten"]
     data_format: DataFormat | None = None

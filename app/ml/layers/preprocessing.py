@@ -99,3 +99,34 @@ class RandomContrast(LayerBase):
     factor: float | list[float]
     value_range: list[float] = Field(default=[0.0, 255.0], min_length=2, max_length=2)
     seed: Seed | None = None
+
+
+# --- categorical encodings (no vocabularies, so no files) -----------------------------------
+
+
+class CategoryEncoding(LayerBase):
+    """Integer codes (0 to num_tokens - 1) → one-hot, multi-hot or count vectors."""
+
+    type: Literal["CategoryEncoding"]
+    num_tokens: PositiveInt
+    output_mode: Literal["one_hot", "multi_hot", "count"] = "multi_hot"
+
+
+class Hashing(LayerBase):
+    """Values → one of `num_bins` bins by a hash (numbers are hashed as their string form)."""
+
+    type: Literal["Hashing"]
+    num_bins: PositiveInt
+    mask_value: int | str | None = None
+    salt: int | list[int] | None = None
+    output_mode: Literal["int", "one_hot", "multi_hot", "count"] = "int"
+
+
+class Discretization(LayerBase):
+    """Numbers → bucket indices: fixed `bin_boundaries`, or `num_bins` adapted to the training rows."""
+
+    type: Literal["Discretization"]
+    bin_boundaries: list[float] | None = Field(default=None, min_length=1, max_length=10_000)
+    num_bins: PositiveInt | None = None
+    epsilon: float = Field(default=0.01, gt=0, lt=1)
+    output_mode: Literal["int", "one_hot", "multi_hot", "count"] = "int"

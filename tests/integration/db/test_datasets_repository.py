@@ -31,9 +31,10 @@ def make_dataset(session: Session, sha256: str, options_hash: str | None) -> Dat
 def test_a_dataset_is_found_by_its_bytes_and_parse_options(session: Session) -> None:
     stored = make_dataset(session, "a" * 64, "o1")
     make_dataset(session, "a" * 64, "o2")
-    found = repository.find_by_content(session, "a" * 64, "o1")
+    found = repository.find_by_content(session, "default", "a" * 64, "o1")
     assert found is not None and found.id == stored.id
-    assert repository.find_by_content(session, "b" * 64, "o1") is None
+    assert repository.find_by_content(session, "default", "b" * 64, "o1") is None
+    assert repository.find_by_content(session, "another", "a" * 64, "o1") is None  # per project
 
 
 def test_a_second_row_with_the_same_bytes_and_options_is_refused(session: Session) -> None:
@@ -46,4 +47,4 @@ def test_a_second_row_with_the_same_bytes_and_options_is_refused(session: Sessio
 def test_rows_without_recorded_options_never_collide(session: Session) -> None:
     make_dataset(session, "d" * 64, None)
     make_dataset(session, "d" * 64, None)
-    assert repository.find_by_content(session, "d" * 64, "o1") is None
+    assert repository.find_by_content(session, "default", "d" * 64, "o1") is None

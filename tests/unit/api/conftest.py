@@ -14,7 +14,7 @@ from tests.factories import csv_bytes
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
     upgrade_to_head(settings)
-    with TestClient(create_app(settings)) as test_client:
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as test_client:
         yield test_client
 
 

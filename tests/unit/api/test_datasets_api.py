@@ -65,7 +65,7 @@ def test_a_chunked_upload_over_the_limit_is_a_413_and_leaves_nothing(tmp_path: P
         for start in range(0, len(body), 4096):
             yield body[start : start + 4096]
 
-    with TestClient(create_app(small)) as client:
+    with TestClient(create_app(small), base_url="http://127.0.0.1") as client:
         response = client.post(
             "/v1/datasets",
             content=chunked(),
@@ -220,7 +220,7 @@ def narrow_client(tmp_path: Path) -> Iterator[TestClient]:
     """An API whose limits are tiny: 3 columns, 2 categories per text column."""
     narrow = Settings(home=tmp_path / "narrow", max_columns=3, max_categories=2)
     upgrade_to_head(narrow)
-    with TestClient(create_app(narrow)) as test_client:
+    with TestClient(create_app(narrow), base_url="http://127.0.0.1") as test_client:
         yield test_client
 
 
@@ -312,3 +312,89 @@ def test_stats_of_a_dataset_stored_before_stats_existed_are_computed_once(
     with session_scope(settings.sqlalchemy_url) as session:
         stored = session.get(Dataset, dataset_id)
         assert stored is not None and stored.stats is not None
+
+
+# --- what a CSV's reading guessed, said out loud -------------------------------------------------
+
+
+def numbers_with_words(rows: int = 30, words: dict[int, str] | None = None) -> bytes:
+    cells = [str(i * 1.5) for i in range(rows)]
+    for row, word in (words or {}).items():
+        cells[row] = word
+    return csv_from_columns({"age": cells, "label": [i % 2 for i in range(rows)]})
+
+
+def test_a_numeric_column_with_a_few_stray_words_is_a_422_naming_the_cells(client: TestClient) -> None:
+    response = upload(client, "people.csv", numbers_with_words(words={2: "unknown", 17: "ten"}))
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert "column 'age' holds numbers but 2 cell(s) are not: 'unknown' at data row 3 (line 4), " in error
+    assert "'ten' at data row 18 (line 19)" in error and "text_columns=age" in error
+
+
+def test_a_numeric_looking_column_is_kept_as_text_when_asked(client: TestClient) -> None:
+    response = upload(client, "people.csv", numbers_with_words(words={2: "unknown"}), text_columns="age")
+    assert response.status_code == 201, response.text
+    assert response.json()["features"]["column_types"][0]["kind"] == "categorical"
+
+
+def test_a_column_of_numbers_named_in_text_columns_is_text(client: TestClient) -> None:
+    data = csv_from_columns({"zip": ["02134", "10001", "02134", "94105"], "label": [0, 1, 0, 1]})
+    response = upload(client, "zips.csv", data, text_columns="zip")
+    assert response.status_code == 201, response.text
+    assert response.json()["features"]["column_types"][0]["vocabulary"] == ["02134", "10001", "94105"]
+    assert (
+        upload(client, "zips.csv", data, text_columns="zipcode")
+        .json()["error"]
+        .endswith("form field 'text_columns' names 'zipcode', which is not a column; columns are: zip, label")
+    )
+
+
+def test_a_genuinely_text_column_with_some_numbers_stays_text(client: TestClient) -> None:
+    codes = ["A1", "B2", "C3", "7", "D5", "E6", "F7", "G8", "H9", "J1"]
+    response = upload(client, "codes.csv", csv_from_columns({"code": codes, "label": [0, 1] * 5}))
+    assert response.status_code == 201, response.text
+    assert response.json()["features"]["column_types"][0]["kind"] == "categorical"
+
+
+def test_a_pandas_index_column_is_dropped_with_a_warning(client: TestClient) -> None:
+    data = b",height,label\n0,1.5,0\n1,2.5,1\n2,3.5,0\n3,4.5,1\n"
+    response = upload(client, "frame.csv", data)
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["features"]["columns"] == ["height"]
+    assert any("dropped the first column ''" in warning for warning in body["warnings"])
+
+
+def test_a_european_csv_reads_decimal_commas_as_numbers(client: TestClient) -> None:
+    data = "größe;gewicht;label\n1,75;70,5;0\n1,62;55,25;1\n1,80;82,0;0\n".encode()
+    response = upload(client, "messung.csv", data)
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert [c["kind"] for c in body["features"]["column_types"]] == ["numeric", "numeric"]
+    assert "delimiter ';' guessed from the first lines" in body["warnings"]
+    assert any(warning.startswith("decimal comma guessed") for warning in body["warnings"])
+    stats = client.get(f"/v1/datasets/{body['id']}/stats").json()
+    assert stats["features"][0]["max"] == pytest.approx(1.80, abs=1e-6)
+
+
+def test_the_decimal_mark_can_be_given_as_a_form_field(client: TestClient) -> None:
+    data = b"a\tb\tlabel\n1,5\t2\t0\n2,5\t3\t1\n"
+    response = upload(client, "tabs.txt", data, format="csv", decimal=",")
+    assert response.status_code == 201, response.text
+    assert response.json()["features"]["column_types"][0]["kind"] == "numeric"
+
+
+@pytest.mark.parametrize("name", ["rows.tsv", "rows.tab"])
+def test_tab_separated_files_are_read_by_their_extension(client: TestClient, name: str) -> None:
+    response = upload(client, name, csv_bytes(rows=12, delimiter="\t"), target="label")
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["format"] == "csv" and body["features"]["shape"] == [4]
+    assert not any("delimiter" in warning for warning in body["warnings"])  # given, not guessed
+
+
+def test_every_dataset_says_which_column_types_were_guessed(client: TestClient) -> None:
+    data = csv_from_columns({"colour": ["red", "blue"] * 3, "size": [1, 2, 3, 4, 5, 6], "label": [0, 1] * 3})
+    body = upload(client, "shirts.csv", data).json()
+    assert body["warnings"] == ["column types guessed from the first rows; numbers: 'size', 'label'; text: 'colour'"]

@@ -1,5 +1,6 @@
 """/v1/jobs over HTTP without a worker: validation at the door, listing, cancel, idempotency."""
 
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.factories import job_request, mlp_layers
@@ -89,3 +90,76 @@ def test_empty_cells_need_a_policy_before_a_job_is_queued(client: TestClient) ->
             "/v1/jobs", json=job_request(dataset["id"], model={"layers": layers}, preprocessing={"missing": policy})
         )
         assert accepted.status_code == 202, accepted.text
+
+
+def test_keras_names_are_accepted_and_stored_in_canonical_form(client: TestClient, dataset_id: str) -> None:
+    compile_ = {"optimizer": "Adam", "loss": "SparseCategoricalCrossentropy", "metrics": ["acc"]}
+    response = client.post("/v1/jobs", json=job_request(dataset_id, compile=compile_))
+    assert response.status_code == 202, response.text
+    stored = client.get(f"/v1/jobs/{response.json()['id']}").json()["spec"]["compile"]
+    assert (stored["optimizer"], stored["loss"], stored["metrics"]) == (
+        "adam",
+        "sparse_categorical_crossentropy",
+        ["accuracy"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "path", "says"),
+    [
+        ({"compile": {"optimizer": "adamm", "loss": "mse"}}, "compile.optimizer", "did you mean 'adam'"),
+        ({"model": {"layers": [{"type": "Dnse", "units": 3}]}}, "model.layers[0]", "did you mean 'Dense'"),
+        (
+            {"compile": {"optimizer": {"type": "Adam", "learning_rate": "fast"}, "loss": "mse"}},
+            "compile.optimizer.learning_rate",
+            "",
+        ),
+    ],
+)
+def test_spec_errors_name_the_field_and_never_pydantic_internals(
+    client: TestClient, dataset_id: str, change: dict, path: str, says: str
+) -> None:
+    response = client.post("/v1/jobs", json=job_request(dataset_id, **change))
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error.startswith(f"{path}:") and says in error
+    assert "tagged-union[" not in response.text and "GlorotUniform" not in error  # no whole catalog
+
+
+def test_a_monitor_the_model_does_not_log_is_a_422_with_suggestions(client: TestClient, dataset_id: str) -> None:
+    fit = {"epochs": 3, "validation_split": 0.2, "early_stopping": {"monitor": "val_acc"}}
+    response = client.post("/v1/jobs", json=job_request(dataset_id, fit=fit))
+    assert response.status_code == 422
+    assert response.json()["error"].startswith(
+        "fit.early_stopping.monitor: the model does not log 'val_acc'; did you mean 'val_accuracy'"
+    )
+
+
+def test_devices_asked_for_route_the_job_to_the_gpu_queue(client: TestClient, dataset_id: str) -> None:
+    by_flag = client.post("/v1/jobs", json=job_request(dataset_id, name="flag", gpu=True)).json()
+    by_count = client.post("/v1/jobs", json=job_request(dataset_id, name="count", resources={"gpus": 2})).json()
+    on_cpu = client.post("/v1/jobs", json=job_request(dataset_id, name="cpu")).json()
+
+    assert (by_flag["queue"], by_flag["gpus"]) == ("training.gpu", 1)
+    assert (by_count["queue"], by_count["gpus"]) == ("training.gpu", 2)
+    assert (on_cpu["queue"], on_cpu["gpus"]) == ("training", 0)
+    assert by_count["resources"] is None  # nothing trained yet
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"gpu": True, "resources": {"gpus": 0}}, "resources.gpus"),
+        ({"resources": {"gpus": 4}, "fit": {"epochs": 1, "batch_size": 30}}, "fit.batch_size"),
+        ({"resources": {"gpus": -1}}, "resources.gpus"),
+        ({"resources": {"gpu": 1}}, "resources.gpu"),
+    ],
+)
+def test_a_device_request_that_cannot_train_is_a_422_naming_the_field(
+    client: TestClient, dataset_id: str, overrides: dict[str, object], field: str
+) -> None:
+    response = client.post("/v1/jobs", json=job_request(dataset_id, **overrides))
+
+    assert response.status_code == 422, response.text
+    assert f"{field}:" in response.json()["error"]
+    assert client.get("/v1/jobs").json()["items"] == []

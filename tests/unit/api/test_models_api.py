@@ -18,7 +18,7 @@ def served(settings: Settings) -> Iterator[TestClient]:
     settings = settings.model_copy(update={"max_predict_bytes": 4096})
     upgrade_to_head(settings)
     register_version(settings, "tiny", seed_mlp(features=4, classes=3, hidden=8))
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
         yield client
 
 

@@ -31,6 +31,14 @@ def test_the_catalog_lists_layers_optimizers_and_more_with_defaults(client: Test
     assert "huber" in catalog["losses"]["names"] and "gelu" in catalog["activations"]
 
 
+def test_the_catalog_lists_the_other_spellings_keras_takes(client: TestClient) -> None:
+    catalog = client.get("/v1/spec/catalog").json()
+    assert catalog["optimizers"]["aliases"]["RMSprop"] == "rmsprop"
+    assert catalog["losses"]["aliases"]["CategoricalCrossentropy"] == "categorical_crossentropy"
+    assert catalog["initializers"]["aliases"]["VarianceScaling"] == {"type": "VarianceScaling"}
+    assert catalog["layers"]["Discretization"]["arguments"]["num_bins"]["required"] is False
+
+
 def test_a_keras_config_with_a_lambda_is_a_422_and_no_job_is_created(client: TestClient, dataset_id: str) -> None:
     config = {
         "class_name": "Sequential",

@@ -1,5 +1,7 @@
 """Formats and parse options: how an upload says how it should be read."""
 
+import hashlib
+
 import pytest
 
 from app.datasets.parsing import ParseOptions, detect_format
@@ -46,3 +48,17 @@ def test_the_digest_tells_options_apart_and_ignores_what_does_not_matter() -> No
 def test_bad_image_options_name_the_form_field(fields: dict[str, str], message: str) -> None:
     with pytest.raises(DatasetError, match=message):
         ParseOptions.from_form("d.zip", fields)
+
+
+def test_options_added_later_leave_earlier_digests_as_they_were() -> None:
+    # What digest() hashed before delimiter, decimal and text_columns existed: stored datasets
+    # keep deduplicating against new uploads of the same bytes.
+    before = '{"color_mode":null,"format":"csv","image_size":null,"target":["label"]}'
+    assert ParseOptions.from_form("d.csv", {"target": "label"}).digest() == hashlib.sha256(before.encode()).hexdigest()
+    assert ParseOptions.from_form("d.csv", {"decimal": ","}).digest() != ParseOptions.from_form("d.csv", {}).digest()
+
+
+def test_tab_separated_extensions_are_csv_with_tabs_and_the_decimal_mark_is_checked() -> None:
+    assert ParseOptions.from_form("rows.TSV", {}) == ParseOptions(format="csv", delimiter="\t")
+    with pytest.raises(DatasetError, match="form field 'decimal' is ';'"):
+        ParseOptions.from_form("d.csv", {"decimal": ";"})

@@ -25,6 +25,9 @@ LAYER_EXAMPLES: dict[str, tuple[dict[str, Any], tuple[int, ...]]] = {
     "LayerNormalization": ({}, (4,)),
     "GroupNormalization": ({"groups": 2}, (4,)),
     "Flatten": ({}, (2, 3)),
+    "UnitNormalization": ({}, (4,)),
+    "Masking": ({"mask_value": 0.0}, SEQUENCE),
+    "Identity": ({}, (4,)),
     "Reshape": ({"target_shape": [2, 2]}, (4,)),
     "Permute": ({"dims": [2, 1]}, (2, 3)),
     "RepeatVector": ({"n": 3}, (4,)),
@@ -41,6 +44,8 @@ LAYER_EXAMPLES: dict[str, tuple[dict[str, Any], tuple[int, ...]]] = {
     "Conv2D": ({"filters": 2, "kernel_size": 3, "padding": "same", "activation": "relu"}, IMAGE),
     "Conv3D": ({"filters": 2, "kernel_size": 2}, VOLUME),
     "Conv2DTranspose": ({"filters": 2, "kernel_size": 2, "strides": 2}, IMAGE),
+    "Conv1DTranspose": ({"filters": 2, "kernel_size": 2, "strides": 2}, SEQUENCE),
+    "Conv3DTranspose": ({"filters": 2, "kernel_size": 2}, VOLUME),
     "DepthwiseConv2D": ({"kernel_size": 3}, (6, 6, 2)),
     "SeparableConv2D": ({"filters": 2, "kernel_size": 3}, (6, 6, 2)),
     "MaxPooling1D": ({}, SEQUENCE),
@@ -70,8 +75,25 @@ LAYER_EXAMPLES: dict[str, tuple[dict[str, Any], tuple[int, ...]]] = {
     "RandomTranslation": ({"height_factor": 0.1, "width_factor": 0.1, "seed": 1}, IMAGE),
     "RandomCrop": ({"height": 4, "width": 4, "seed": 1}, IMAGE),
     "RandomContrast": ({"factor": 0.2, "seed": 1}, IMAGE),
+    "CategoryEncoding": ({"num_tokens": 10, "output_mode": "count"}, (5,)),
+    "Hashing": ({"num_bins": 4, "output_mode": "one_hot"}, (1,)),
+    "Discretization": ({"num_bins": 3}, (4,)),
     "Bidirectional": ({"layer": {"type": "LSTM", "units": 2}, "merge_mode": "concat"}, SEQUENCE),
     "TimeDistributed": ({"layer": {"type": "Dense", "units": 2}}, SEQUENCE),
+    # What Keras's own JSON holds besides keras.layers: ops from `x * 0.5`, ConvNeXt's
+    # LayerScale, and a model used as a layer.
+    "Operation": ({"op": "Multiply", "args": [None, 0.5]}, (4,)),
+    "LayerScale": ({"init_values": 1e-6, "projection_dim": 3}, SEQUENCE),
+    "Model": (
+        {
+            "graph": {
+                "inputs": [{"name": "x"}],
+                "layers": [{"type": "Dense", "name": "d", "units": 2, "inputs": ["x"]}],
+                "outputs": ["d"],
+            }
+        },
+        (4,),
+    ),
 }
 MERGE_EXAMPLES: dict[str, dict[str, Any]] = {
     "Add": {},
@@ -82,6 +104,7 @@ MERGE_EXAMPLES: dict[str, dict[str, Any]] = {
     "Minimum": {},
     "Concatenate": {"axis": -1},
     "Dot": {"axes": 1},
+    "CustomScaleLayer": {"scale": 0.17},
 }
 
 # Every optimizer the spec names, as objects: plain and momentum SGD, clipping and schedules.
@@ -112,5 +135,8 @@ OPTIMIZERS: list[Any] = [
     "adamax",
     "nadam",
     "lion",
+    "RMSprop",  # Keras's class name, as keras.optimizers.get takes it
+    {"module": "keras.optimizers", "class_name": "Adam", "registered_name": None,  # serialize() output
+     "config": {"name": "adam", "learning_rate": 0.01, "use_ema": False, "beta_1": 0.8}},
     *OPTIMIZER_OBJECTS,
-]
+]  # fmt: skip

@@ -81,7 +81,11 @@ def test_a_shared_layer_and_a_residual_connection(tmp_path: Path) -> None:
     assert np.isfinite(fit_one_epoch(tmp_path, graph, (4,)))
 
 
-@pytest.mark.parametrize("optimizer", OPTIMIZERS, ids=lambda o: o if isinstance(o, str) else o["type"])
+@pytest.mark.parametrize(
+    "optimizer",
+    OPTIMIZERS,
+    ids=lambda o: o if isinstance(o, str) else o.get("type", f"serialized-{o.get('class_name')}"),
+)
 def test_each_optimizer_trains(tmp_path: Path, optimizer: Any) -> None:
     layers = [{"type": "Dense", "units": 4, "activation": "relu"}, {"type": "Dense", "units": 1}]
     assert np.isfinite(fit_one_epoch(tmp_path, {"layers": layers}, (4,), optimizer=optimizer))

@@ -72,3 +72,12 @@ def test_dropout_rate_must_be_below_one() -> None:
 
 def test_an_empty_model_is_rejected() -> None:
     assert error_paths(spec(model={"layers": []})) == ["model.layers"]
+
+
+def test_a_mistyped_argument_keeps_its_path_and_suggests_the_closest() -> None:
+    layers = mlp_layers()
+    layers[0]["unit"] = 3
+    with pytest.raises(ValidationError) as caught:
+        TrainingSpec.model_validate(spec(model={"layers": layers}))
+    (problem,) = caught.value.errors()
+    assert problem["loc"][-1] == "unit" and problem["msg"] == "Dense has no argument 'unit'; did you mean 'units'?"

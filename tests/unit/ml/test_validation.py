@@ -15,9 +15,14 @@ TWO_TARGETS = {"shape": [2], "dtype": "float32", "columns": ["price", "rating"],
 
 
 def spec(
-    model: dict[str, Any], loss: Any = "sparse_categorical_crossentropy", metrics: list[Any] | None = None
+    model: dict[str, Any],
+    loss: Any = "sparse_categorical_crossentropy",
+    metrics: list[Any] | None = None,
+    fit: dict[str, Any] | None = None,
 ) -> TrainingSpec:
-    return TrainingSpec.model_validate({"model": model, "compile": {"loss": loss, "metrics": metrics or []}})
+    return TrainingSpec.model_validate(
+        {"model": model, "compile": {"loss": loss, "metrics": metrics or []}, "fit": fit or {}}
+    )
 
 
 def check(
@@ -132,3 +137,50 @@ def test_a_merge_layer_in_a_stack_points_to_the_graph_form() -> None:
 def test_a_recurrent_layer_on_flat_features_suggests_a_reshape() -> None:
     problem = error({"layers": [{"type": "LSTM", "units": 4}, {"type": "Dense", "units": 3}]})
     assert "LSTM needs input of rank 3 (batch, steps, channels); it gets (batch, 64)" in problem.message
+
+
+SOFTMAX = {"layers": [{"type": "Dense", "units": 3, "activation": "softmax"}]}
+
+
+def test_a_monitor_is_checked_against_what_the_model_logs() -> None:
+    fit = {"validation_split": 0.2, "reduce_lr_on_plateau": {"monitor": "val_acc"}}
+    problem = error(SOFTMAX, metrics=["accuracy"], fit=fit)
+    assert problem.path == "fit.reduce_lr_on_plateau.monitor"
+    assert problem.message == (
+        "the model does not log 'val_acc'; did you mean 'val_accuracy'? it logs: accuracy, loss, val_accuracy, val_loss"
+    )
+
+
+def test_a_validation_metric_without_a_validation_split_says_how_to_get_one() -> None:
+    problem = error(SOFTMAX, fit={"early_stopping": {"monitor": "val_loss"}})
+    assert problem.path == "fit.early_stopping.monitor"
+    assert "set fit.validation_split above 0 or monitor 'loss'" in problem.message
+
+
+def test_each_output_of_a_graph_logs_its_own_loss_to_monitor() -> None:
+    graph = {
+        "inputs": [{"name": "x"}],
+        "layers": [
+            {"type": "Dense", "name": "price", "units": 1},
+            {"type": "Dense", "name": "rating", "units": 1, "inputs": ["x"]},
+        ],
+        "outputs": [{"node": "price", "columns": ["price"]}, {"node": "rating", "columns": ["rating"]}],
+    }
+    fit = {"validation_split": 0.2, "early_stopping": {"monitor": "val_rating_loss"}}
+    assert check(graph, TABLE, TWO_TARGETS, loss={"price": "mse", "rating": "mae"}, fit=fit) > 0
+
+
+def test_a_class_weight_for_a_class_the_labels_do_not_have_is_refused() -> None:
+    problem = error(SOFTMAX, fit={"class_weight": {0: 1.0, 5: 2.0}})
+    assert problem.path == "fit.class_weight.5" and "the labels are 0 to 2" in problem.message
+
+
+def test_a_binary_loss_on_more_than_two_classes_is_refused() -> None:
+    sigmoid = {"layers": [{"type": "Dense", "units": 1, "activation": "sigmoid"}]}
+    problem = error(sigmoid, loss="binary_crossentropy")
+    assert problem.path == "compile.loss" and "the target has 3 classes" in problem.message
+
+
+def test_a_sparse_loss_on_labels_past_the_last_unit_is_refused() -> None:
+    problem = error({"layers": [{"type": "Dense", "units": 2, "activation": "softmax"}]})
+    assert problem.path == "model.layers[0].units" and "labels up to 2 index past its last unit" in problem.message

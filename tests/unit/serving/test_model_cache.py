@@ -2,7 +2,7 @@
 
 import asyncio
 import threading
-import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,14 +23,21 @@ def version(number: int, name: str = "m") -> ServedVersion:
 
 
 class Loader:
-    def __init__(self, nbytes: int = 10, delay: float = 0.0) -> None:
+    """Makes a LoadedModel per call; with `gated`, each load starts (sets `started`) and then
+    waits for `release`, so a test can look at the cache while a load is in progress."""
+
+    def __init__(self, nbytes: int = 10, gated: bool = False) -> None:
         self.loads: list[int] = []
         self.nbytes = nbytes
-        self.delay = delay
         self.lock = threading.Lock()
+        self.started = threading.Event()
+        self.release = threading.Event()
+        if not gated:
+            self.release.set()
 
     def __call__(self, served: ServedVersion) -> LoadedModel:
-        time.sleep(self.delay)
+        self.started.set()
+        assert self.release.wait(timeout=10), "the test never released the load"
         with self.lock:
             self.loads.append(served.version)
         if served.version == 99:
@@ -40,12 +47,24 @@ class Loader:
         return LoadedModel(served, lambda xs: xs, batcher, self.nbytes, 0.0, metrics)
 
 
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Yield to the loop until `condition` holds (a bounded wait, not a fixed sleep)."""
+    for _ in range(10_000):
+        if condition():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def test_concurrent_requests_for_a_missing_version_wait_for_one_load() -> None:
-    loader = Loader(delay=0.05)
+    loader = Loader(gated=True)
     cache = ModelCache(capacity=4, max_bytes=1000, load=loader)
 
     async def many() -> list[LoadedModel]:
-        return await asyncio.gather(*(cache.get(version(1)) for _ in range(10)))
+        requests = [asyncio.ensure_future(cache.get(version(1))) for _ in range(10)]
+        await until(loader.started.is_set, "the load to start")  # every request is now waiting
+        loader.release.set()
+        return await asyncio.gather(*requests)
 
     models = asyncio.run(many())
 
@@ -92,18 +111,32 @@ def test_a_version_that_fails_to_load_is_unavailable_with_the_reason() -> None:
 
 
 def test_states_while_loading() -> None:
-    cache = ModelCache(capacity=2, max_bytes=100, load=Loader(delay=0.1))
+    loader = Loader(gated=True)
+    cache = ModelCache(capacity=2, max_bytes=100, load=loader)
 
     async def look() -> tuple[State, State, State]:
         before = cache.state(("m", 1))[0]
         task = asyncio.ensure_future(cache.get(version(1)))
-        await asyncio.sleep(0.01)
+        await until(loader.started.is_set, "the load to start")
         during = cache.state(("m", 1))[0]
+        loader.release.set()
         await task
         return before, during, cache.state(("m", 1))[0]
 
     assert asyncio.run(look()) == (State.START, State.LOADING, State.AVAILABLE)
 
 
-def test_a_version_with_another_path_is_a_different_resolution_but_the_same_key() -> None:
-    assert replace(version(1), path=Path("/elsewhere")).key == version(1).key
+def test_a_version_at_another_path_is_served_from_the_cache_without_a_second_load() -> None:
+    # A resolution may differ (its artifact path moved, say) while naming the same version: the
+    # resolver sees a change, but the cache must not load or hold the version twice.
+    loader = Loader()
+    cache = ModelCache(capacity=4, max_bytes=1000, load=loader)
+    moved = replace(version(1), path=Path("/elsewhere"))
+
+    async def both() -> tuple[LoadedModel, LoadedModel]:
+        return await cache.get(version(1)), await cache.get(moved)
+
+    first, second = asyncio.run(both())
+
+    assert moved != version(1)
+    assert second is first and loader.loads == [1] and len(cache) == 1

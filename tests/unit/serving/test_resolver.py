@@ -1,6 +1,7 @@
 """Resolution caching: no database per request, new versions warmed before they serve."""
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,15 @@ def test_within_the_ttl_requests_do_not_query_the_registry() -> None:
     assert registry.lookups == 1
 
 
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Yield to the loop until `condition` holds (a bounded wait, not a fixed sleep)."""
+    for _ in range(10_000):
+        if condition():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def test_after_the_ttl_a_new_version_is_warmed_before_requests_switch_to_it() -> None:
     registry = Registry()
     warmed: list[int] = []
@@ -52,36 +62,43 @@ def test_after_the_ttl_a_new_version_is_warmed_before_requests_switch_to_it() ->
         seen_while_warming.append((await resolver.resolve("m", None, None)).version)
         warmed.append(served.version)
 
-    resolver = Resolver(registry.lookup, warm, ttl_s=0.01)
+    resolver = Resolver(registry.lookup, warm, ttl_s=0)  # every answer is stale at once
 
     async def scenario() -> list[int]:
         first = await resolver.resolve("m", None, None)
         registry.latest = 2
-        await asyncio.sleep(0.02)
         stale = await resolver.resolve("m", None, None)  # answers at once, refreshes behind
-        for _ in range(50):
-            await asyncio.sleep(0.005)
-            if resolver.cached("m", None, None) == version(2):
-                break
+        await until(lambda: resolver.cached("m", None, None) == version(2), "the switch to version 2")
         return [first.version, stale.version, (await resolver.resolve("m", None, None)).version]
 
     assert asyncio.run(scenario()) == [1, 1, 2]
     assert warmed == [2] and seen_while_warming == [1]
 
 
-def test_an_unreachable_registry_keeps_the_last_answer() -> None:
+def test_an_unreachable_registry_keeps_the_last_answer_and_refreshes_once_it_is_back() -> None:
     registry = Registry()
-    resolver = Resolver(registry.lookup, _no_warm, ttl_s=0.01)
+    resolver = Resolver(registry.lookup, _no_warm, ttl_s=0)  # every answer is stale at once
 
-    async def scenario() -> int:
+    async def requests_until(condition: Callable[[], bool], what: str) -> set[int]:
+        """Keep resolving, as a stream of requests would, until `condition`; the versions served."""
+        served = set()
+        for _ in range(10_000):
+            served.add((await resolver.resolve("m", None, None)).version)
+            if condition():
+                return served
+            await asyncio.sleep(0.001)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    async def scenario() -> tuple[set[int], int]:
         await resolver.resolve("m", None, None)
         registry.down = True
-        await asyncio.sleep(0.02)
-        await resolver.resolve("m", None, None)
-        await asyncio.sleep(0.02)
-        return (await resolver.resolve("m", None, None)).version
+        # Stale requests keep retrying the refresh (three failed lookups), and get version 1.
+        while_down = await requests_until(lambda: registry.lookups >= 4, "three failed refreshes")
+        registry.down, registry.latest = False, 2
+        await requests_until(lambda: resolver.cached("m", None, None) == version(2), "a refresh")
+        return while_down, (await resolver.resolve("m", None, None)).version
 
-    assert asyncio.run(scenario()) == 1
+    assert asyncio.run(scenario()) == ({1}, 2)
 
 
 def test_an_unknown_model_is_not_found_every_time() -> None:

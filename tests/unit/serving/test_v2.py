@@ -11,6 +11,8 @@ from app.errors import BadRequest
 from app.serving.signature import ServedVersion, TensorSpec
 from app.serving.v2 import DATATYPES, decode_infer, encode_infer
 
+MAX_ROWS = 10_000
+
 
 def model_taking(dtype: str, shape: tuple[int, ...] = (-1, 2)) -> ServedVersion:
     spec = TensorSpec("x", np.dtype(dtype), shape)
@@ -43,8 +45,8 @@ def test_every_numeric_datatype_decodes_from_json_and_binary_and_encodes_back(
         }
     )
 
-    from_json = decode_infer(raw, None, model)
-    from_binary = decode_infer(header + values.tobytes(), str(len(header)), model)
+    from_json = decode_infer(raw, None, model, MAX_ROWS)
+    from_binary = decode_infer(header + values.tobytes(), str(len(header)), model, MAX_ROWS)
 
     for request in (from_json, from_binary):
         assert request.inputs[0].dtype == dtype
@@ -60,8 +62,8 @@ def test_flat_and_nested_data_are_the_same_tensor() -> None:
     flat = {"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [1, 2, 3, 4]}
     nested = dict(flat, data=[[1, 2], [3, 4]])
 
-    a = decode_infer(orjson.dumps({"inputs": [flat]}), None, model).inputs[0]
-    b = decode_infer(orjson.dumps({"inputs": [nested]}), None, model).inputs[0]
+    a = decode_infer(orjson.dumps({"inputs": [flat]}), None, model, MAX_ROWS).inputs[0]
+    b = decode_infer(orjson.dumps({"inputs": [nested]}), None, model, MAX_ROWS).inputs[0]
 
     np.testing.assert_array_equal(a, b)
 
@@ -76,7 +78,7 @@ def test_the_id_is_echoed_and_requested_binary_outputs_follow_the_json_header() 
             "outputs": [{"name": "y", "parameters": {"binary_data": True}}],
         }
     )
-    request = decode_infer(raw, None, model)
+    request = decode_infer(raw, None, model, MAX_ROWS)
 
     body, header_length = encode_infer(request, [np.array([[5, 6]], np.float32)], model)
 
@@ -92,12 +94,12 @@ def test_bytes_tensors_decode_from_strings_and_length_prefixed_binary() -> None:
     tensor = {"name": "x", "shape": [2], "datatype": "BYTES"}
     header = orjson.dumps({"inputs": [dict(tensor, parameters={"binary_data_size": len(packed)})]})
 
-    from_binary = decode_infer(header + packed, str(len(header)), model).inputs[0]
-    from_json = decode_infer(orjson.dumps({"inputs": [dict(tensor, data=["ab", "c"])]}), None, model)
+    from_binary = decode_infer(header + packed, str(len(header)), model, MAX_ROWS).inputs[0]
+    from_json = decode_infer(orjson.dumps({"inputs": [dict(tensor, data=["ab", "c"])]}), None, model, MAX_ROWS)
 
     assert from_binary.tolist() == from_json.inputs[0].tolist() == [b"ab", b"c"]
     with pytest.raises(BadRequest, match="takes float32 numbers"):
-        decode_infer(header + packed, str(len(header)), model_taking("float32", (-1,)))
+        decode_infer(header + packed, str(len(header)), model_taking("float32", (-1,)), MAX_ROWS)
 
 
 @pytest.mark.parametrize(
@@ -113,4 +115,4 @@ def test_bytes_tensors_decode_from_strings_and_length_prefixed_binary() -> None:
 )
 def test_bad_tensors_are_400s_that_say_what_is_wrong(tensor: dict, message: str) -> None:
     with pytest.raises(BadRequest, match=message.replace("[", r"\[").replace("]", r"\]")):
-        decode_infer(orjson.dumps({"inputs": [tensor]}), None, model_taking("float32"))
+        decode_infer(orjson.dumps({"inputs": [tensor]}), None, model_taking("float32"), MAX_ROWS)
