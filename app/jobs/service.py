@@ -133,33 +133,18 @@ def store(
     if request.distill is not None:  # the teacher: resolved in the registry, checked against the student
         student = TrainingSpec.model_validate(checked.spec)
         spec = stored_form(check_teacher(session, student, dataset, settings.artifacts_dir))
-    now = database_now(session)
-    job = Job(
-        name=request.name or "",
-        project=dataset.project,
-        dataset_id=dataset.id,
-        spec=spec,
-        request_hash=admitted.request_hash,
-        register_as=request.register_as or request.name or "",
-        queue=queue.GPU_TRAINING_QUEUE if admitted.gpus else queue.TRAINING_QUEUE,
-        gpus=admitted.gpus,
-        idempotency_key=idempotency_key,
-        epochs=checked.epochs,
-        status=JobStatus.QUEUED,
-        max_runtime_s=request.max_runtime_s,
-        stall_timeout_s=request.stall_timeout_s,
-        checkpoint_every_s=request.checkpoint.every_seconds if request.checkpoint else None,
-        # The send is recorded in the job's own transaction, before the message is published:
-        # the sweep never sees a committed job as unsent while its first send is in flight.
-        enqueued_at=now,
-        send_count=1,
-    )
     try:
-        session.add(job)
-        session.flush()  # a concurrent submit with the same Idempotency-Key fails here, or at commit
-        job.name = job.name or f"job-{job.id}"
-        job.register_as = job.register_as or job.name
-        states.record_submitted(session, job)
+        job = queued_job(
+            session,
+            request,
+            project=dataset.project,
+            dataset_id=dataset.id,
+            spec=spec,
+            request_hash=admitted.request_hash,
+            gpus=admitted.gpus,
+            epochs=checked.epochs,
+            idempotency_key=idempotency_key,
+        )
         session.commit()
     except IntegrityError:
         session.rollback()
@@ -168,6 +153,49 @@ def store(
             raise
         return _same_request_or_conflict(existing, admitted.request_hash)
     dispatch.publish(session, settings, job)
+    return job
+
+
+def queued_job(
+    session: Session,
+    request: JobCreate,
+    *,
+    project: str,
+    dataset_id: str,
+    spec: dict[str, Any],
+    request_hash: str,
+    gpus: int,
+    epochs: int,
+    idempotency_key: str | None,
+) -> Job:
+    """A new queued job row for a checked `request`, added and flushed with its submission
+    recorded; the caller commits, then publishes. Raises IntegrityError (at the flush) when
+    another job holds the Idempotency-Key. Studies make their trials' jobs here too."""
+    job = Job(
+        name=request.name or "",
+        project=project,
+        dataset_id=dataset_id,
+        spec=spec,
+        request_hash=request_hash,
+        register_as=request.register_as or request.name or "",
+        queue=queue.GPU_TRAINING_QUEUE if gpus else queue.TRAINING_QUEUE,
+        gpus=gpus,
+        idempotency_key=idempotency_key,
+        epochs=epochs,
+        status=JobStatus.QUEUED,
+        max_runtime_s=request.max_runtime_s,
+        stall_timeout_s=request.stall_timeout_s,
+        checkpoint_every_s=request.checkpoint.every_seconds if request.checkpoint else None,
+        # The send is recorded in the job's own transaction, before the message is published:
+        # the sweep never sees a committed job as unsent while its first send is in flight.
+        enqueued_at=database_now(session),
+        send_count=1,
+    )
+    session.add(job)
+    session.flush()  # a concurrent submit with the same Idempotency-Key fails here, or at commit
+    job.name = job.name or f"job-{job.id}"
+    job.register_as = job.register_as or job.name
+    states.record_submitted(session, job)
     return job
 
 

@@ -24,17 +24,16 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app import queue
 from app.config import Settings
 from app.datasets import repository as datasets
 from app.db.session import database_now, session_scope
 from app.errors import NotFound
-from app.jobs import dispatch, states
+from app.jobs import dispatch
 from app.jobs import repository as jobs
 from app.jobs import service as job_service
 from app.jobs.recovery import one_pass_at_a_time
 from app.jobs.schemas import JobCreate
-from app.models import Job, JobStatus, ModelVersion, Study, StudyStatus, StudyTrial, TrialStatus
+from app.models import JobStatus, ModelVersion, Study, StudyStatus, StudyTrial, TrialStatus
 from app.studies import space
 from app.studies.repository import TRIALS_SUFFIX, trials
 from app.studies.schemas import StudyCreate
@@ -241,30 +240,18 @@ def _create_job(session: Session, settings: Settings, study: Study, request: Stu
         _end_trial(session, trial, TrialStatus.FAILED, f"dataset {study.dataset_id} was deleted")
         session.commit()
         return
-    now = database_now(session)
-    gpus = job_request.gpus()
-    job = Job(
-        name=body["name"],
-        project=study.project,
-        dataset_id=dataset.id,
-        spec=spec.model_dump(mode="json"),
-        request_hash=job_service.request_hash(job_request),
-        register_as=body["register_as"],
-        queue=queue.GPU_TRAINING_QUEUE if gpus else queue.TRAINING_QUEUE,
-        gpus=gpus,
-        idempotency_key=key,
-        epochs=spec.fit.epochs,
-        status=JobStatus.QUEUED,
-        max_runtime_s=job_request.max_runtime_s,
-        stall_timeout_s=job_request.stall_timeout_s,
-        checkpoint_every_s=job_request.checkpoint.every_seconds if job_request.checkpoint else None,
-        enqueued_at=now,  # recorded before the publish, as app.jobs.service.store does
-        send_count=1,
-    )
     try:
-        session.add(job)
-        session.flush()
-        states.record_submitted(session, job)
+        job = job_service.queued_job(
+            session,
+            job_request,
+            project=study.project,
+            dataset_id=dataset.id,
+            spec=spec.model_dump(mode="json"),
+            request_hash=job_service.request_hash(job_request),
+            gpus=job_request.gpus(),
+            epochs=spec.fit.epochs,
+            idempotency_key=key,
+        )
         trial.job_id = job.id
         trial.status = TrialStatus.QUEUED
         session.commit()
