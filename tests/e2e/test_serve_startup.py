@@ -28,7 +28,10 @@ pytestmark = pytest.mark.e2e
 SLOW_PACKAGES = {"keras", "tensorflow", "jax", "torch", "celery"}
 
 
-def run_cli(args: list[str], settings: Settings, timeout: float = 60) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+Run = tuple[subprocess.CompletedProcess[str], set[str]]
+
+
+def run_cli(args: list[str], settings: Settings, timeout: float = 60) -> Run:
     """Run the CLI with `-X importtime`; answer its result and the top-level packages it imported."""
     result = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "app.cli", *args],
