@@ -194,18 +194,36 @@ def _ask(session: Session, study: Study, request: StudyCreate, rows: list[StudyT
 
 
 def _prune(session: Session, study: Study, request: StudyCreate, rows: list[StudyTrial]) -> None:
-    """Ask the pruner about each running trial with epochs; stop the ones it prunes."""
+    """Stop the running trials the pruner prunes."""
+    for trial in trials_to_prune(study, request, rows):
+        last = max(trial.intermediate, key=int)
+        trial.value = float(trial.intermediate[last])
+        _end_trial(session, trial, TrialStatus.PRUNED, f"pruned after epoch {last} by the {request.pruner} pruner")
+        log.info("study %s: trial %s pruned after epoch %s", study.id, trial.number, last)
+    session.commit()
+
+
+def trials_to_prune(study: Study, request: StudyCreate, rows: list[StudyTrial]) -> list[StudyTrial]:
+    """The running trials with epochs that the study's pruner would stop now, judged against
+    every trial in `rows` (Optuna rebuilt from them, as for an ask).
+
+    What the pruner notes on a trial while judging it is kept on its row (`system_attrs`):
+    Hyperband's successive halving compares a trial with the values others had at each rung,
+    which it records only as it judges them; rebuilt from rows without those notes, it would
+    find no competitor and never prune."""
     made = _optuna_study(study, request, rows)
     by_number = {t.number: t for t in made.trials}
+    pruned = []
     for trial in rows:
         if trial.status is not TrialStatus.RUNNING or not trial.intermediate:
             continue
         if made.pruner.prune(made, by_number[trial.number]):
-            last = max(trial.intermediate, key=int)
-            trial.value = float(trial.intermediate[last])
-            _end_trial(session, trial, TrialStatus.PRUNED, f"pruned after epoch {last} by the {request.pruner} pruner")
-            log.info("study %s: trial %s pruned after epoch %s", study.id, trial.number, last)
-    session.commit()
+            pruned.append(trial)
+    noted = {t.number: t.system_attrs for t in made.trials}
+    for trial in rows:
+        if trial.status is TrialStatus.RUNNING and noted[trial.number] != trial.system_attrs:
+            trial.system_attrs = json.loads(json.dumps(noted[trial.number], default=str))
+    return pruned
 
 
 # --- Trials and their jobs ---------------------------------------------------------------------
