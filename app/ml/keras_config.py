@@ -393,9 +393,10 @@ def _value(value: Any, where: str) -> Any:
 
 
 def _check_dtype(value: Any, where: str) -> None:
-    name = value.get("config", {}).get("name") if isinstance(value, dict) else value
+    # The shape is checked before it is read: any JSON may stand here ({"config": null} too).
     if isinstance(value, dict) and not isinstance(value.get("config", {}), dict):
         raise KerasConfigError(f"{where}: a dtype policy's 'config' must be an object")
+    name = value.get("config", {}).get("name") if isinstance(value, dict) else value
     if name not in (None, "float32"):
         raise KerasConfigError(f"{where}: only float32 layers are supported, got {name!r}")
 

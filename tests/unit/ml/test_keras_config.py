@@ -132,6 +132,15 @@ def test_a_module_that_is_not_a_string_is_refused() -> None:
     assert "objects from module [] are not allowed" in refusal({"class_name": "Sequential", "module": []})
 
 
+@pytest.mark.parametrize("dtype", [{"config": None}, {"config": []}, {"config": "x"}])
+def test_a_dtype_policy_whose_config_is_not_an_object_is_refused(dtype: object) -> None:
+    # Found by the HTTP property test: {"config": null} once raised AttributeError (a 500).
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3, name="hidden")])
+    config = json.loads(model.to_json())
+    config["config"]["layers"][1]["config"]["dtype"] = dtype
+    assert "a dtype policy's 'config' must be an object" in refusal(config)
+
+
 # --- what Keras users write: ops, nested models, several outputs -----------------------------
 
 
