@@ -7,7 +7,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import BaseModel
 
-from app.api.deps import CpuDep, ServingDep, SessionDep, SettingsDep
+from app.api.deps import CpuDep, ServingDep, SessionDep, SettingsDep, View, ViewQuery
 from app.auth.deps import DeployKey, ReadKey, TrainKey
 from app.auth.limits import check_dataset_quota
 from app.config import Settings
@@ -15,7 +15,7 @@ from app.cpu_pool import PoolFull, ProcessPool, Ticket
 from app.datasets import service
 from app.datasets.parsing import FORMATS, ParseOptions, parse_file
 from app.datasets.schema import ParseLimits, StoredDataset
-from app.datasets.schemas import DatasetOut, DatasetPage, PreviewOut, StatsOut
+from app.datasets.schemas import DatasetOut, DatasetPage, DatasetSummary, DatasetView, PreviewOut, StatsOut
 from app.datasets.upload import ReceivedUpload
 from app.db.session import session_scope
 
@@ -59,11 +59,11 @@ UPLOAD_BODY = {
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    response_model=DatasetOut,
+    response_model=DatasetView,
     openapi_extra=UPLOAD_BODY,
     responses={
         200: {
-            "model": DatasetOut,
+            "model": DatasetView,
             "description": "already stored: the same bytes and parse options were uploaded before",
         }
     },
@@ -75,7 +75,8 @@ async def upload_dataset(
     cpu: CpuDep,
     serving: ServingDep,
     principal: TrainKey,
-) -> DatasetOut:
+    view: ViewQuery = View.SUMMARY,
+) -> DatasetOut | DatasetSummary:
     """Stream the upload to disk under the size limit, then parse and store it once (on the
     bounded CPU pool, under TRAINYARD_INGEST_BUDGET_S)."""
     upload = await service.receive(settings, request.headers.get("content-type", ""), request.stream())
@@ -88,7 +89,12 @@ async def upload_dataset(
         raise
     if not created:
         response.status_code = status.HTTP_200_OK
-    return dataset
+    return dataset_in_view(dataset, view)
+
+
+def dataset_in_view(dataset: DatasetOut, view: View) -> DatasetOut | DatasetSummary:
+    """The dataset in the view asked for."""
+    return dataset if view is View.FULL else DatasetSummary.of(dataset)
 
 
 def _ingest(
@@ -118,14 +124,19 @@ def list_datasets(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
     project: Annotated[str | None, Query(max_length=64, description="admin keys: one project's only")] = None,
+    view: ViewQuery = View.SUMMARY,
 ) -> DatasetPage:
     page = service.list_page(session, limit, cursor, principal.list_filter(project))
-    return DatasetPage(items=[DatasetOut.model_validate(d) for d in page.items], next_cursor=page.next_cursor)
+    return DatasetPage(
+        items=[dataset_in_view(DatasetOut.model_validate(d), view) for d in page.items], next_cursor=page.next_cursor
+    )
 
 
-@router.get("/{dataset_id}", response_model=DatasetOut)
-def get_dataset(dataset_id: str, session: SessionDep, principal: ReadKey) -> DatasetOut:
-    return DatasetOut.model_validate(service.get(session, dataset_id, principal.project_filter))
+@router.get("/{dataset_id}", response_model=DatasetView)
+def get_dataset(
+    dataset_id: str, session: SessionDep, principal: ReadKey, view: ViewQuery = View.SUMMARY
+) -> DatasetOut | DatasetSummary:
+    return dataset_in_view(DatasetOut.model_validate(service.get(session, dataset_id, principal.project_filter)), view)
 
 
 @router.get("/{dataset_id}/preview", response_model=PreviewOut)

@@ -5,9 +5,10 @@ hop that costs more than a small model's whole inference.
 """
 
 from collections.abc import Iterator
+from enum import StrEnum
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -68,3 +69,16 @@ async def get_processes(request: Request) -> ProcessPool:
 
 
 ProcessesDep = Annotated[ProcessPool, Depends(get_processes)]
+
+
+class View(StrEnum):
+    """How much of a dataset or job object a response holds."""
+
+    SUMMARY = "summary"  # every scalar field; the schema or spec as counts and a link to the rest
+    FULL = "full"  # the whole object, as stored
+
+
+ViewQuery = Annotated[
+    View,
+    Query(description="`summary` (default): the object without its bulky schema or spec; `full`: all of it"),
+]

@@ -6,14 +6,15 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
-from app.api.deps import ServingDep, SessionDep, SettingsDep
+from app.api.deps import ServingDep, SessionDep, SettingsDep, View, ViewQuery
+from app.api.jobs import job_in_view
 from app.auth.deps import DeployKey, PredictKey, ReadKey, ServingReadKey, SubmitKey
 from app.auth.limits import check_job_quota
 from app.compress import service as compress
 from app.compress.schemas import Comparison, CompressRequest
 from app.errors import NotFound
 from app.jobs import service as jobs
-from app.jobs.schemas import JobOut
+from app.jobs.schemas import JobOut, JobSummary, JobView
 from app.models import ModelVersion
 from app.registry import service
 from app.registry.schemas import (
@@ -112,7 +113,7 @@ async def set_label(
     return ModelStatus.of([target], serving.states([target]))
 
 
-@router.post("/{name}/versions/{version}/compress", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
+@router.post("/{name}/versions/{version}/compress", status_code=status.HTTP_202_ACCEPTED, response_model=JobView)
 def compress_version(
     name: ModelName,
     version: Version,
@@ -120,12 +121,13 @@ def compress_version(
     session: SessionDep,
     settings: SettingsDep,
     principal: SubmitKey,
-) -> JobOut:
+    view: ViewQuery = View.SUMMARY,
+) -> JobOut | JobSummary:
     """Queue a compression job (int8, float16, prune) of a ready version: 202 and the job; the
     worker registers the result as the next version of `register_as` with its lineage and bill."""
     check_job_quota(session, settings, principal.project)
     job = compress.submit(session, settings, name, version, body, principal.project_filter)
-    return JobOut.of(job, jobs.waiting_for(session, settings, [job]).get(job.id))
+    return job_in_view(job, view, jobs.waiting_for(session, settings, [job]).get(job.id))
 
 
 @router.get("/{name}/compare", response_model=Comparison)

@@ -17,6 +17,9 @@ from app.client.transport import Transport
 from app.client.types import Dataset, EndEvent, JobEvent, JobInfo, JobMetrics, ModelItem, ModelVersion
 
 Rows = np.ndarray | Mapping[str, np.ndarray] | Sequence[Any]
+# The SDK's results carry the whole object (a dataset's schema, a job's spec): the API answers a
+# summary unless asked for the full view.
+FULL = {"view": "full"}
 
 
 class Client:
@@ -64,16 +67,18 @@ class Datasets:
         form = {k: v for k, v in {"target": target, "name": name, **fields}.items() if v is not None}
         with path.open("rb") as file:
             response = self._t.request(
-                "POST", "/v1/datasets", idempotent=True, data=form, files={"file": (path.name, file)}
+                "POST", "/v1/datasets", idempotent=True, params=FULL, data=form, files={"file": (path.name, file)}
             )
         return Dataset.model_validate(response.json())
 
     def list(self, limit: int = 100) -> list[Dataset]:
         """Every dataset the key can see, newest first (all pages)."""
-        return [Dataset.model_validate(item) for item in _pages(self._t, "/v1/datasets", {"limit": limit})]
+        return [Dataset.model_validate(item) for item in _pages(self._t, "/v1/datasets", {"limit": limit} | FULL)]
 
     def get(self, dataset_id: str) -> Dataset:
-        return Dataset.model_validate(self._t.request("GET", f"/v1/datasets/{dataset_id}", idempotent=True).json())
+        return Dataset.model_validate(
+            self._t.request("GET", f"/v1/datasets/{dataset_id}", idempotent=True, params=FULL).json()
+        )
 
 
 class Job:
@@ -95,7 +100,8 @@ class Job:
         return f"Job(id={self.id!r}, name={self.info.name!r}, status={self.status!r})"
 
     def refresh(self) -> JobInfo:
-        self.info = JobInfo.model_validate(self._t.request("GET", f"/v1/jobs/{self.id}", idempotent=True).json())
+        body = self._t.request("GET", f"/v1/jobs/{self.id}", idempotent=True, params=FULL).json()
+        self.info = JobInfo.model_validate(body)
         return self.info
 
     def events(self, last_event_id: str | None = None) -> Iterator[JobEvent]:
@@ -131,7 +137,7 @@ class Job:
     def cancel(self) -> JobInfo:
         """Ask the job to stop (a no-op for a job that has ended)."""
         # Safe to repeat: cancelling a cancelled or finished job answers it unchanged.
-        response = self._t.request("POST", f"/v1/jobs/{self.id}/cancel", idempotent=True)
+        response = self._t.request("POST", f"/v1/jobs/{self.id}/cancel", idempotent=True, params=FULL)
         self.info = JobInfo.model_validate(response.json())
         return self.info
 
@@ -154,16 +160,16 @@ class Jobs:
         body |= {k: v for k, v in {"dataset_id": dataset, "name": name}.items() if v is not None}
         # One key for every retry of this call: the server answers a repeat with the same job.
         headers = {"Idempotency-Key": str(uuid.uuid4())}
-        response = self._t.request("POST", "/v1/jobs", idempotent=True, json=body, headers=headers)
+        response = self._t.request("POST", "/v1/jobs", idempotent=True, params=FULL, json=body, headers=headers)
         return Job(self._t, JobInfo.model_validate(response.json()))
 
     def get(self, job_id: str) -> Job:
-        body = self._t.request("GET", f"/v1/jobs/{job_id}", idempotent=True).json()
+        body = self._t.request("GET", f"/v1/jobs/{job_id}", idempotent=True, params=FULL).json()
         return Job(self._t, JobInfo.model_validate(body))
 
     def list(self, status: str | None = None, name: str | None = None, limit: int = 50) -> list[JobInfo]:
         """Jobs, newest first: the first `limit` that match."""
-        params = {k: v for k, v in {"status": status, "name": name, "limit": limit}.items() if v is not None}
+        params = {k: v for k, v in {"status": status, "name": name, "limit": limit}.items() if v is not None} | FULL
         body = self._t.request("GET", "/v1/jobs", idempotent=True, params=params).json()
         return [JobInfo.model_validate(item) for item in body["items"]]
 

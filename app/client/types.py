@@ -14,6 +14,9 @@ class _Body(BaseModel):
 
 
 class Dataset(_Body):
+    """A dataset object as `GET /v1/datasets/{id}?view=full` answers it: `features` and `target`
+    are the whole schema."""
+
     id: str
     name: str
     format: str
@@ -38,7 +41,7 @@ class ModelRef(_Body):
 
 
 class JobInfo(_Body):
-    """A job object as `GET /v1/jobs/{id}` answers it."""
+    """A job object as `GET /v1/jobs/{id}?view=full` answers it (the SDK always asks for the full view)."""
 
     id: str
     name: str

@@ -1,7 +1,7 @@
-"""Request and response bodies of /v1/jobs."""
+"""Request and response bodies of /v1/jobs: each job as a summary (the default) or in full."""
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -90,7 +90,9 @@ class CheckpointOut(BaseModel):
     saved_at: datetime
 
 
-class JobOut(BaseModel):
+class _JobFields(BaseModel):
+    """Every field both views share: all of the job but its spec."""
+
     model_config = ConfigDict(from_attributes=True)
 
     id: str
@@ -99,7 +101,6 @@ class JobOut(BaseModel):
     project: str  # app.auth: the project of its dataset
     status: JobStatus
     dataset_id: str
-    spec: dict[str, Any]
     register_as: str
     queue: str
     progress: Progress
@@ -125,42 +126,103 @@ class JobOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
 
-    @classmethod
-    def of(cls, job: Job, waiting_for: str | None = None) -> "JobOut":
+    @staticmethod
+    def fields_of(job: Job, waiting_for: str | None) -> dict[str, Any]:
         model = None
         if job.model_name is not None and job.model_version is not None:
             model = ModelRef(name=job.model_name, version=job.model_version)
+        return {
+            "id": job.id,
+            "kind": job.kind or "train",
+            "name": job.name,
+            "project": job.project,
+            "status": job.status,
+            "dataset_id": job.dataset_id,
+            "register_as": job.register_as,
+            "queue": job.queue,
+            "progress": Progress(epoch=job.epoch, epochs=job.epochs),
+            "metrics": job.metrics,
+            "error": job.error,
+            "model": model,
+            "attempt": job.attempt,
+            "handbacks": job.handbacks,
+            "resumed_from_epoch": job.resumed_from_epoch,
+            "checkpoint": _checkpoint_of(job),
+            "gpus": job.gpus,
+            "resources": job.resources,
+            "waiting_for": waiting_for,
+            "max_runtime_s": job.max_runtime_s,
+            "runtime_s": round(job.runtime_s, 3),
+            "last_exit": job.last_exit,
+            "performance": PerformanceRecord.model_validate(job.performance) if job.performance else None,
+            "worker": job.worker,
+            "cancel_requested": job.cancel_requested,
+            "created_at": job.created_at,
+            "started_at": job.started_at,
+            "finished_at": job.finished_at,
+        }
+
+
+class JobOut(_JobFields):
+    """The whole job object (`?view=full`, and the `end` event of its stream): the stored spec too."""
+
+    view: Literal["full"] = "full"
+    spec: dict[str, Any]
+
+    @classmethod
+    def of(cls, job: Job, waiting_for: str | None = None) -> "JobOut":
+        return cls(spec=job.spec, **cls.fields_of(job, waiting_for))
+
+
+class SpecSummary(BaseModel):
+    """A few figures of the stored spec, enough to tell jobs apart in a list."""
+
+    layers: int | None = Field(description="the model's layers (train jobs); null for compress jobs")
+    optimizer: str | None = Field(description="`compile.optimizer`'s name or type")
+    loss: str | None = Field(description="`compile.loss`'s name or type; null when given per output")
+    batch_size: int | None
+    method: str | None = Field(description="compress jobs: `int8`, `float16` or `prune`")
+
+    @classmethod
+    def of(cls, spec: dict[str, Any]) -> "SpecSummary":
+        model, compile_, fit = spec.get("model") or {}, spec.get("compile") or {}, spec.get("fit") or {}
+        layers = model.get("layers")
         return cls(
-            id=job.id,
-            kind=job.kind or "train",
-            name=job.name,
-            project=job.project,
-            status=job.status,
-            dataset_id=job.dataset_id,
-            spec=job.spec,
-            register_as=job.register_as,
-            queue=job.queue,
-            progress=Progress(epoch=job.epoch, epochs=job.epochs),
-            metrics=job.metrics,
-            error=job.error,
-            model=model,
-            attempt=job.attempt,
-            handbacks=job.handbacks,
-            resumed_from_epoch=job.resumed_from_epoch,
-            checkpoint=_checkpoint_of(job),
-            gpus=job.gpus,
-            resources=job.resources,
-            waiting_for=waiting_for,
-            max_runtime_s=job.max_runtime_s,
-            runtime_s=round(job.runtime_s, 3),
-            last_exit=job.last_exit,
-            performance=PerformanceRecord.model_validate(job.performance) if job.performance else None,
-            worker=job.worker,
-            cancel_requested=job.cancel_requested,
-            created_at=job.created_at,
-            started_at=job.started_at,
-            finished_at=job.finished_at,
+            layers=len(layers) if isinstance(layers, list) else None,
+            optimizer=_name_of(compile_.get("optimizer")),
+            loss=_name_of(compile_.get("loss")),
+            batch_size=fit.get("batch_size"),
+            method=(spec.get("compress") or {}).get("method"),
         )
+
+
+def _name_of(value: Any) -> str | None:
+    """A spec name (`"adam"`) or the `type` of an object (`{"type": "SGD", ...}`); else null."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("type"), str):
+        return str(value["type"])
+    return None
+
+
+class JobSummary(_JobFields):
+    """A job as answered by default: every field but the spec, which is summarised and linked."""
+
+    view: Literal["summary"] = "summary"
+    spec_summary: SpecSummary
+    spec_url: str = Field(description="where the job with its full spec lives: `/v1/jobs/{id}?view=full`")
+
+    @classmethod
+    def of(cls, job: Job, waiting_for: str | None = None) -> "JobSummary":
+        return cls(
+            spec_summary=SpecSummary.of(job.spec),
+            spec_url=f"/v1/jobs/{job.id}?view=full",
+            **cls.fields_of(job, waiting_for),
+        )
+
+
+# Either view, told apart by `view` (a discriminator in the OpenAPI document too).
+JobView = Annotated[JobSummary | JobOut, Field(discriminator="view")]
 
 
 def _checkpoint_of(job: Job) -> CheckpointOut | None:
@@ -175,7 +237,7 @@ def _checkpoint_of(job: Job) -> CheckpointOut | None:
 
 
 class JobPage(BaseModel):
-    items: list[JobOut]
+    items: list[JobView]
     next_cursor: str | None
 
 

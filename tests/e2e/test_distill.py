@@ -45,7 +45,7 @@ def mlp(hidden: int, classes: int = CLASSES) -> dict[str, Any]:
 
 
 def post_job(server: Server, body: dict[str, Any]) -> httpx.Response:
-    return httpx.post(f"{server.url}/v1/jobs", json=body, timeout=60)
+    return httpx.post(f"{server.url}/v1/jobs", params={"view": "full"}, json=body, timeout=60)  # with its spec
 
 
 def finished(server: Server, job_id: str) -> dict[str, Any]:

@@ -26,6 +26,8 @@ from tests.factories import (
     zip_bytes,
 )
 
+FULL = {"view": "full"}
+
 
 def leftovers(settings: Settings) -> list[Path]:
     incoming = settings.datasets_dir / ".incoming"
@@ -33,12 +35,14 @@ def leftovers(settings: Settings) -> list[Path]:
 
 
 def test_a_csv_upload_returns_the_dataset_with_its_schema(client: TestClient) -> None:
-    response = client.post("/v1/datasets", files={"file": ("iris.csv", csv_bytes(rows=30))}, data={"target": "label"})
+    response = client.post(
+        "/v1/datasets", params=FULL, files={"file": ("iris.csv", csv_bytes(rows=30))}, data={"target": "label"}
+    )
     assert response.status_code == 201
     body = response.json()
     assert body["format"] == "csv" and body["n_rows"] == 30
     assert body["features"]["shape"] == [4] and body["target"]["classes"] == [0, 1, 2]
-    assert client.get(f"/v1/datasets/{body['id']}").json() == body
+    assert client.get(f"/v1/datasets/{body['id']}", params=FULL).json() == body
 
 
 def test_an_npz_upload_keeps_the_array_shape(client: TestClient) -> None:
@@ -121,7 +125,8 @@ FORMATS: dict[str, tuple[str, bytes, dict[str, str]]] = {
 
 
 def upload(client: TestClient, filename: str, data: bytes, **fields: str) -> Any:
-    return client.post("/v1/datasets", files={"file": (filename, data)}, data=fields)
+    """An upload answered in full: these tests read the schema the parser found."""
+    return client.post("/v1/datasets", params=FULL, files={"file": (filename, data)}, data=fields)
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet", "jsonl"])

@@ -105,7 +105,7 @@ def test_a_long_chain_listed_out_of_order_is_ordered_and_accepted(big_client: Te
     from tests.factories import csv_bytes
 
     upload = big_client.post("/v1/datasets", files={"file": ("d.csv", csv_bytes())})
-    response = big_client.post("/v1/jobs", json=job(upload.json()["id"], chain(5_000)))
+    response = big_client.post("/v1/jobs", params={"view": "full"}, json=job(upload.json()["id"], chain(5_000)))
     assert response.status_code == 202, response.text
     layers = response.json()["spec"]["model"]["layers"]
     assert [layer["name"] for layer in layers[:3]] == ["d0", "d1", "d2"] and layers[-1]["name"] == "d4999"

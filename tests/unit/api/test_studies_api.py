@@ -28,7 +28,7 @@ def test_a_study_starts_parallelism_trials_as_jobs_and_a_cancel_ends_them(client
     for trial in trials:
         params = trial["params"]
         assert 4 <= params["/model/layers/0/units"] <= 32
-        job = client.get(f"/v1/jobs/{trial['job_id']}").json()
+        job = client.get(f"/v1/jobs/{trial['job_id']}", params={"view": "full"}).json()
         assert job["spec"]["model"]["layers"][0]["units"] == params["/model/layers/0/units"]
         assert job["spec"]["compile"]["optimizer"]["type"] == params["/compile/optimizer/type"]
     listed = client.get("/v1/jobs", params={"study_id": study_id}).json()["items"]

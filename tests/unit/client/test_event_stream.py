@@ -36,7 +36,7 @@ def flaky_stream() -> Iterator[tuple[Stream, str]]:
         protocol_version = "HTTP/1.1"
 
         def do_GET(self) -> None:
-            if self.path == "/v1/jobs/j1":
+            if self.path == "/v1/jobs/j1?view=full":  # the SDK reads whole job objects
                 body = json.dumps(JOB | {"status": "running"}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
