@@ -600,6 +600,10 @@ class _AttemptWatch(threading.Thread):
             self._end_here(f"training did not stop within {grace:.0f} s of a {self._progress.stop_reason} request")
 
     def _renew(self) -> Heartbeat | None:
+        # The lease runs from when the renewal was sent, not from when its answer was read: a
+        # process frozen (SIGSTOP) between the two would otherwise wake believing it holds a
+        # lease that expired while it slept, and write checkpoints for a job another worker runs.
+        sent = time.monotonic()
         try:
             with session_scope(self._settings.sqlalchemy_url) as session:
                 signal_ = repository.renew_lease(session, self._job.id, self._job.attempt, self._lease)
@@ -607,7 +611,7 @@ class _AttemptWatch(threading.Thread):
             log.warning("could not renew the lease; will retry", exc_info=True)
             return None
         if signal_ is not Heartbeat.LOST:
-            self._last_renewed = time.monotonic()
+            self._last_renewed = sent
         return signal_
 
     def _ask(self, reason: "StopReason") -> None:
