@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
+from app.db.base import utcnow
 from app.db.pagination import Page, paginate
 from app.db.session import database_now
 from app.events import log as event_log
@@ -97,10 +98,13 @@ def record_epoch(
     logs: dict[str, Any],
     duration_s: float | None = None,
     samples: int | None = None,
+    finished_at: datetime | None = None,
 ) -> bool:
     """Store one epoch's logs, show them as the job's progress and append them to the event
     log, if the attempt still owns the job. Commits; returns False (nothing written) for an
-    attempt that was fenced off. `duration_s`, `samples`: the epoch's wall time and rows."""
+    attempt that was fenced off. `duration_s`, `samples`: the epoch's wall time and rows;
+    `finished_at`: when the epoch ended (default now; the row may be written later, off the
+    training thread)."""
     result = session.execute(
         update(Job)
         .where(_owned(job_id, attempt))
@@ -110,8 +114,9 @@ def record_epoch(
     if result.rowcount != 1:  # type: ignore[attr-defined]
         session.rollback()
         return False
-    session.merge(JobEpoch(job_id=job_id, attempt=attempt, epoch=epoch, logs=logs))
-    event_log.append_epoch(session, job_id, attempt, epoch, logs, duration_s, samples)
+    finished_at = finished_at or utcnow()
+    session.merge(JobEpoch(job_id=job_id, attempt=attempt, epoch=epoch, logs=logs, created_at=finished_at))
+    event_log.append_epoch(session, job_id, attempt, epoch, logs, duration_s, samples, at=finished_at)
     session.commit()
     return True
 

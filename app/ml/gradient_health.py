@@ -102,8 +102,10 @@ def divergence_message(spec: TrainingSpec, epoch: int, loss: float, logs: dict[s
 def gradient_health(model: keras.Model, x: Any, y: Any, cache: dict[str, Any] | None = None) -> tuple[float, float]:
     """The global L2 norm of the loss's gradient on (x, y) and the share of gradient values that
     are NaN or infinite, without changing any of the model's state. `cache` keeps the compiled
-    gradient function between calls (JAX: compiling op by op each epoch would cost seconds)."""
-    grads = _gradients(model, x, y, cache if cache is not None else {})
+    gradient function between calls (JAX: compiling op by op each epoch would cost seconds;
+    TensorFlow: traced once, ~1 ms a call instead of ~25 ms eagerly); without one, a single call
+    runs eagerly on TensorFlow."""
+    grads = _gradients(model, x, y, cache)
     total = 0
     nonfinite = 0
     square_sum = 0.0
@@ -133,7 +135,7 @@ def _other_variables(model: keras.Model) -> list[Any]:
     return [*model.non_trainable_variables, *model.metrics_variables]
 
 
-def _gradients(model: keras.Model, x: Any, y: Any, cache: dict[str, Any]) -> list[np.ndarray]:
+def _gradients(model: keras.Model, x: Any, y: Any, cache: dict[str, Any] | None) -> list[np.ndarray]:
     backend = keras.backend.backend()
     x = keras.tree.map_structure(keras.ops.convert_to_tensor, x)
     y = keras.tree.map_structure(keras.ops.convert_to_tensor, y)
@@ -141,15 +143,21 @@ def _gradients(model: keras.Model, x: Any, y: Any, cache: dict[str, Any]) -> lis
     if backend == "tensorflow":
         import tensorflow as tf
 
+        def tf_gradients(tv: list[Any], ov: list[Any], xs: Any, ys: Any) -> list[Any]:
+            with tf.GradientTape() as tape:
+                tape.watch(tv)
+                loss = _stateless_loss(model, tv, ov, xs, ys)
+            return [None if g is None else tf.convert_to_tensor(g) for g in tape.gradient(loss, tv)]
+
+        if cache is not None and "tf" not in cache:  # one trace (~0.2 s) for every later epoch
+            cache["tf"] = tf.function(tf_gradients, reduce_retracing=True)
         values = [tf.convert_to_tensor(v.value) for v in model.trainable_variables]
-        with tf.GradientTape() as tape:
-            tape.watch(values)
-            loss = _stateless_loss(model, values, others, x, y)
-        grads = [None if g is None else tf.convert_to_tensor(g) for g in tape.gradient(loss, values)]
+        grads = (cache["tf"] if cache is not None else tf_gradients)(values, others, x, y)
         return [_numpy(g, v) for g, v in zip(grads, values, strict=True)]
     if backend == "jax":
         import jax
 
+        cache = {} if cache is None else cache
         if "jax" not in cache:
             cache["jax"] = jax.jit(jax.grad(lambda tv, ov, xs, ys: _stateless_loss(model, tv, ov, xs, ys)))
         values = [v.value for v in model.trainable_variables]

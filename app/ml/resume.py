@@ -198,6 +198,8 @@ class Checkpointer(keras.callbacks.Callback):
         except Exception:
             if raise_errors:
                 raise
+        finally:
+            self._writer.close()
 
     def _write(self, epoch: int, batch: int | None, background: bool = False, **state: Any) -> None:
         """Checkpoint the model as it is now. The training thread copies the variables to host

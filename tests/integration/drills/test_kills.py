@@ -147,8 +147,8 @@ def test_a_job_whose_process_dies_every_time_fails_after_max_attempts_saying_how
 @pytest.mark.slow
 def test_thirty_epochs_with_the_child_killed_at_epoch_ten_list_each_epoch_once(jobs: Jobs) -> None:
     """The acceptance check: epochs 1-30 once each, those up to the last checkpoint before the
-    kill (at epoch 10: that epoch's, or the one before when the kill beat its write) from
-    attempt 1, the rest from attempt 2."""
+    kill (at epoch 10: that epoch's, the one before when the kill beat its write, or the one
+    after when its row was still queued) from attempt 1, the rest from attempt 2."""
     job = jobs.submit(register_as="thirty", rows=2048, fit={"epochs": 30, "batch_size": 8})
     running = jobs.wait_running(job["id"], epoch=10)
     os.kill(pid_of(running), signal.SIGKILL)
@@ -158,7 +158,9 @@ def test_thirty_epochs_with_the_child_killed_at_epoch_ten_list_each_epoch_once(j
     done = jobs.wait_final(job["id"])
     jobs.assert_ran_once(done, resumed=True)
     start = done["resumed_from_epoch"]
-    # Checkpoints are written behind training: the newest one is that epoch's or the one before.
-    assert last_recorded >= 10 and start in (last_recorded - 1, last_recorded), (start, last_recorded)
+    # Checkpoints and epoch rows are both written behind training, each by a thread of its own:
+    # the newest checkpoint is within an epoch of the newest row. A row the kill lost is restored
+    # from the checkpoint's history by the next claim (attempt 1's, in the rows checked below).
+    assert last_recorded >= 10 and last_recorded - 1 <= start <= last_recorded + 1, (start, last_recorded)
     rows = jobs.metrics(job["id"])["epochs"]
     assert [(r["epoch"], r["attempt"]) for r in rows] == [(e, 1 if e <= start else 2) for e in range(1, 31)]

@@ -202,6 +202,35 @@ def test_a_writer_fenced_off_while_it_wrote_publishes_nothing_and_removes_nothin
     assert not list(tmp_path.glob(".tmp-*"))
 
 
+def test_the_background_writer_keeps_one_thread_and_reports_writes_in_order(tmp_path: Path) -> None:
+    writer = checkpoints.BackgroundWriter()
+    started, release = threading.Event(), threading.Event()
+    threads: set[threading.Thread] = set()
+
+    def checkpoint(epoch: int, wait: bool = False) -> Callable[[], CheckpointInfo | None]:
+        def run() -> CheckpointInfo | None:
+            threads.add(threading.current_thread())
+            if wait:
+                started.set()
+                release.wait(10)
+            return write(tmp_path, 1, epoch)
+
+        return run
+
+    writer.submit(checkpoint(1, wait=True))
+    assert started.wait(10)
+    writer.submit(checkpoint(2))
+    writer.submit(checkpoint(3))  # replaces epoch 2, which never started
+    release.set()
+    assert [info.epoch for info in writer.wait(timeout=10)] == [1, 3] and writer.replaced == 1
+    writer.submit(checkpoint(4))
+    assert [info.epoch for info in writer.wait(timeout=10)] == [4]
+    (thread,) = threads  # one thread took every write
+    writer.close()
+    thread.join(timeout=10)
+    assert not thread.is_alive() and visible(tmp_path) == ["a0001-e000004"]
+
+
 def test_readers_ignore_temp_directories_and_writers_remove_stale_ones(tmp_path: Path) -> None:
     stale, fresh = tmp_path / ".tmp-dead", tmp_path / ".tmp-live"
     for leftover in (stale, fresh):
