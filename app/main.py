@@ -29,6 +29,7 @@ from app.cpu_pool import CpuPool, ProcessPool
 from app.db.base import utcnow
 from app.db.session import session_scope
 from app.embedded.supervisor import Supervisor
+from app.events.fanout import RecentEvents
 from app.events.wakeup import Bell, ring_forever
 from app.explain.service import Explainer
 from app.serving.lookup import registry_lookup
@@ -94,6 +95,7 @@ def create_app(
     app.state.serving = ServingService(settings, registry_lookup(settings), app.state.cpu)
     app.state.explainer = Explainer(settings, app.state.cpu)  # loads Keras only when asked
     app.state.event_bell = Bell()  # rung by `ring_forever` when the job event log grows
+    app.state.recent_events = RecentEvents(settings.sqlalchemy_url)  # one read per wake for all streams
     app.state.auth = Authenticator(settings, auth_required(settings, listen_hosts))
     app.state.cors_origins = frozenset(settings.cors_origins)
     app.add_middleware(BodyLimitMiddleware, settings=settings)

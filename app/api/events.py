@@ -11,6 +11,7 @@ from app.auth.deps import ReadKey
 from app.config import Settings
 from app.db.session import session_scope
 from app.events import stream
+from app.events.fanout import RecentEvents
 from app.events.wakeup import Bell
 from app.jobs import service
 from app.jobs.schemas import JobEventOut
@@ -65,7 +66,8 @@ async def all_events(
     # "From now" is now, before the response starts: an event committed while the client reads
     # the headers is not skipped.
     after = resume.after if resume else await run_in_threadpool(stream.latest_id, settings.sqlalchemy_url)
-    events = stream.all_events(settings, _bell(request), after, status, name, principal.project_filter)
+    recent: RecentEvents = request.app.state.recent_events
+    events = stream.all_events(settings, _bell(request), recent, after, status, name, principal.project_filter)
     return EventSourceResponse(events, ping=settings.events_keepalive_s)
 
 

@@ -134,5 +134,18 @@ def of_all(
     return session.scalars(query.order_by(StreamEvent.id).limit(limit)).all()
 
 
+def with_jobs_after(session: Session, after: int, limit: int = READ_BATCH) -> list[tuple[StreamEvent, str, str]]:
+    """Every job's events with id > `after`, oldest first, each with its job's name and project
+    (what a stream's filters read; app.events.fanout filters them in memory)."""
+    query = (
+        select(StreamEvent, Job.name, Job.project)
+        .join(Job, Job.id == StreamEvent.job_id)
+        .where(StreamEvent.id > after)
+        .order_by(StreamEvent.id)
+        .limit(limit)
+    )
+    return [(row, name, project) for row, name, project in session.execute(query).all()]
+
+
 def latest_id(session: Session) -> int:
     return session.scalar(select(func.max(StreamEvent.id))) or 0

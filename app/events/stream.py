@@ -17,6 +17,7 @@ from app.config import Settings
 from app.db.session import session_scope
 from app.errors import BadRequest, NotFound
 from app.events import log as event_log
+from app.events.fanout import RecentEvents
 from app.events.wakeup import Bell, stream_wait_s
 from app.jobs.schemas import JobOut
 from app.models import Job, JobStatus, StreamEvent
@@ -98,6 +99,7 @@ def latest_id(url: str) -> int:
 async def all_events(
     settings: Settings,
     bell: Bell,
+    recent: RecentEvents,
     after: int,
     status: JobStatus | None,
     name: str | None,
@@ -110,9 +112,15 @@ async def all_events(
     position = after
     while True:
         seen = bell.rung
-        rows = await run_in_threadpool(_read_all, url, position, status, name, project)
+        shared = await recent.after(position)
+        if shared is not None:  # the process's one read, filtered here
+            rows = [event.row for event in shared if event.matches(status, name, project)]
+            newest, more = (shared[-1].row.id if shared else position), False
+        else:  # behind the shared window: this stream reads the table itself
+            rows = await run_in_threadpool(_read_all, url, position, status, name, project)
+            newest, more = (rows[-1].id if rows else position), len(rows) == event_log.READ_BATCH
         for row in rows:
-            position = row.id
             yield _event(row)
-        if len(rows) < event_log.READ_BATCH:
+        position = newest
+        if not more:
             await bell.wait(seen, wait_s)
