@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -165,6 +166,8 @@ def _train_claimed(
         refused = _check_large_spec(settings, spec, dataset)
         if refused is not None:
             return _finish(settings, job, Move.FAIL, error=refused)
+        # How training ended early: recorded only once the recorder has written every row.
+        ended: Callable[[], JobStatus | None] | None
         try:
             with distribution.placed(job.gpus) as placement:
                 _record_resources(settings, job, placement.report)
@@ -182,14 +185,19 @@ def _train_claimed(
                 placement.note_trained(result.model)
             _record_resources(settings, job, placement.report)  # now with peak memory, rows left out
         except training.TrainingStopped as stopped:
-            return _stopped(settings, job, watch, stopped.reason, stopped.epochs_done)
+            ended = functools.partial(_stopped, settings, job, watch, stopped.reason, stopped.epochs_done)
         except training.TrainingDiverged as diverged:  # the message is the advice: no traceback
             log.warning("%s", diverged)
-            return _finish(settings, job, Move.FAIL, error=str(diverged))
+            ended = functools.partial(_finish, settings, job, Move.FAIL, error=str(diverged))
+        else:
+            ended = None
         finally:
             watch.training_done = True  # saving and registering have no batches: no stall watch
-            # No more rows come from training: every one is committed before the outcome is.
+            # No more rows come from training: every one is committed before the outcome is
+            # (an outcome recorded first would fence the last epochs' rows out).
             _close_recorder(settings, recorder)
+        if ended is not None:
+            return ended()
         if progress.stop_reason is not None and progress.stop_reason != training.StopReason.HAND_BACK:
             # Asked to stop after the last batch (during the test evaluation, say).
             return _stopped(settings, job, watch, progress.stop_reason, result.epochs_run)
