@@ -15,7 +15,6 @@ and versions, are appended to bench/RESULTS.md.
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import httpx
 import machine  # bench/machine.py (scripts run from bench/, so it is importable)
+from processes import free_port, tree_pids, wait_for_quiet  # bench/processes.py
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "RESULTS.md"
@@ -110,17 +110,6 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], started: float) -> fl
     raise SystemExit("serve did not answer within 300 s")
 
 
-def tree_pids(pid: int) -> list[int]:
-    pids, frontier = [], [pid]
-    while frontier:
-        current = frontier.pop()
-        pids.append(current)
-        children = Path(f"/proc/{current}/task/{current}/children")
-        if children.exists():
-            frontier += [int(child) for child in children.read_text().split()]
-    return pids
-
-
 def rss_mb(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -134,32 +123,6 @@ def rss_mb(pid: int) -> float:
 def has_keras(pid: int) -> bool:
     """Whether TensorFlow's shared library is mapped into the API process."""
     return "libtensorflow" in Path(f"/proc/{pid}/maps").read_text()
-
-
-def tree_cpu_s(pid: int) -> float:
-    total = 0
-    for each in tree_pids(pid):
-        try:
-            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def wait_for_quiet(pid: int, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        before = tree_cpu_s(pid)
-        time.sleep(2)
-        if tree_cpu_s(pid) - before < 0.1:
-            return
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def render(rounds: int, starts: dict[str, list[Start]]) -> str:

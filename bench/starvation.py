@@ -18,7 +18,6 @@ and appends the figures, with date, machine and versions, to bench/RESULTS.md.
 import argparse
 import collections
 import os
-import socket
 import sys
 import tempfile
 import threading
@@ -29,6 +28,7 @@ from pathlib import Path
 import httpx
 import machine  # bench/machine.py (scripts run from bench/, so it is importable)
 import numpy as np
+from processes import free_port, wait_for_quiet  # bench/processes.py
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "RESULTS.md"
@@ -133,32 +133,6 @@ def rss_growth(url: str, pid: int, worst: list[Attack]) -> list[tuple[str, int, 
     return rows
 
 
-def tree_cpu_s(pid: int) -> float:
-    """CPU seconds used so far by `pid` and its children (the pool processes)."""
-    pids = [pid]
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        pids += [int(child) for child in children.read_text().split()]
-    total = 0
-    for each in pids:
-        try:
-            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def wait_for_quiet(pid: int, timeout: float = 300) -> None:
-    """Until the server and its children use under 5% of a core over 2 s: start-up is over."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        before = tree_cpu_s(pid)
-        time.sleep(2)
-        if tree_cpu_s(pid) - before < 0.1:
-            return
-
-
 def status_kb(pid: int, key: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(key + ":"):
@@ -196,12 +170,6 @@ def render(duration: float, idle: Phase, attacked: Phase, growth: list[tuple[str
         flag = "" if mb < RSS_BOUND_MB else " **over**"
         lines.append(f"| {name} | {answers} | {status} | {mb:.1f}{flag} |")
     return "\n".join(lines) + "\n"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for_server(url: str, server: TrainyardProcess) -> None:
