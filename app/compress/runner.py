@@ -5,6 +5,7 @@ Called by app.jobs.runner for jobs of kind "compress" after the claim; Keras is 
 the functions (the Celery prefork parent imports app.jobs.runner, DESIGN.md).
 """
 
+import functools
 import logging
 import shutil
 import time
@@ -18,6 +19,7 @@ from app.config import Settings
 from app.datasets import repository as datasets
 from app.db.session import session_scope
 from app.jobs import repository, states
+from app.jobs.recorder import Recorder
 from app.jobs.states import Move
 from app.ml.spec import TrainingSpec
 from app.models import Job, JobStatus, ModelVersion
@@ -36,17 +38,26 @@ def run_compress(settings: Settings, job: Job, lease: timedelta, shutdown: Any) 
     from app.jobs import runner  # the attempt's watch and endings are the training jobs'
     from app.ml import training
 
-    progress = training.ProgressCallback(on_epoch=lambda epoch, logs: _record_epoch(settings, job, epoch, logs))
-    watch = runner._AttemptWatch(settings, job, lease, progress)
+    # The fine-tune's epoch rows are written by the recorder's thread, as a training job's are,
+    # and all of them before the outcome (an outcome recorded first would fence them out).
+    recorder = Recorder(name=f"recorder-{job.id}")
+
+    def record_epoch(epoch: int, logs: dict[str, float | str]) -> None:
+        recorder.submit(functools.partial(_record_epoch, settings, job, epoch, logs))
+
+    progress = training.ProgressCallback(on_epoch=record_epoch)
+    watch = runner._AttemptWatch(settings, job, lease, progress, recorder)
     watch.start()
     shutdown.attach(progress)
     try:
         try:
-            return _compress(settings, job, progress, watch)
+            return _compress(settings, job, progress, watch, recorder)
         except CompressError as exc:
+            runner._close_recorder(settings, recorder)
             return runner._finish(settings, job, Move.FAIL, error=str(exc))
     finally:
         watch.stop()
+        runner._close_recorder(settings, recorder)  # an error's outcome is recorded by the caller, after this
 
 
 def _record_epoch(settings: Settings, job: Job, epoch: int, logs: dict[str, float | str]) -> None:
@@ -57,7 +68,7 @@ def _record_epoch(settings: Settings, job: Job, epoch: int, logs: dict[str, floa
         log.warning("could not record fine-tune epoch %s", epoch, exc_info=True)
 
 
-def _compress(settings: Settings, job: Job, progress: Any, watch: Any) -> JobStatus | None:
+def _compress(settings: Settings, job: Job, progress: Any, watch: Any, recorder: Recorder) -> JobStatus | None:
     from app.compress import bill
     from app.jobs import runner
     from app.ml import compression, export, training
@@ -107,6 +118,7 @@ def _compress(settings: Settings, job: Job, progress: Any, watch: Any) -> JobSta
         compressed, notes, runtime, check = _prune(
             model, float(settings_["sparsity"]), int(settings_["fine_tune_epochs"]), spec, held_out, progress
         )
+        runner._close_recorder(settings, recorder)  # the fine-tune's rows, before any outcome
         if progress.stop_reason is not None:
             return runner._stopped(settings, job, watch, progress.stop_reason, 0)
         training.save_atomically(compressed, artifact)
