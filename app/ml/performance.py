@@ -143,7 +143,17 @@ def plan(
     else:
         limit = device.memory_bytes * device_data_share if device.memory_bytes else 0
         share = f"{device_data_share:.0%} of {_bytes(device.memory_bytes)}" if device.memory_bytes else "unknown"
-        if data_bytes <= limit:
+        if data_bytes <= limit and device.kind == "cpu":
+            # Measured (bench/RESULTS.md, 2026-12-06): on JAX the gather per batch on the "device"
+            # trained the seed MLP 2.2x slower than Keras's array path; on TensorFlow both are the
+            # same pipeline on the CPU.
+            placement = "host"
+            reasons["placement"] = (
+                f"the training rows ({_bytes(data_bytes)}) fit in {share} of {device.describe()}, and the CPU "
+                "is the device: they are in its memory already, and Keras's own array path feeds them with the "
+                "least work per batch"
+            )
+        elif data_bytes <= limit:
             placement = "device"
             reasons["placement"] = (
                 f"the training rows ({_bytes(data_bytes)}) fit in {share} of {device.describe()}: copied there "

@@ -36,13 +36,19 @@ def test_off_is_kerass_defaults(on: Any) -> None:
     assert record.mode == "off" and "off" in record.steps_per_execution.reason
 
 
-def test_auto_on_a_cpu_times_steps_compiles_keeps_float32_and_places_data_that_fits(on: Any) -> None:
+def test_auto_on_a_cpu_times_steps_compiles_keeps_float32_and_keeps_data_that_fits_on_the_host(on: Any) -> None:
     on(CPU)
     chosen = plan(FitSpec(), data_bytes=1 << 30, device_data_share=0.5, measurable=True)
     assert chosen.steps_per_execution is None  # sized once the first steps are timed
     assert chosen.jit_compile is True
     assert chosen.dtype_policy == "float32" and "bfloat16" in chosen.reasons["dtype"]
-    assert chosen.data_placement == "device" and "1.0 GiB" in chosen.reasons["placement"]
+    # The CPU is the device: no copy to make, and Keras's array path is the cheapest per batch.
+    assert chosen.data_placement == "host" and "1.0 GiB" in chosen.reasons["placement"]
+    assert "the CPU is the device" in chosen.reasons["placement"]
+    on(H200)  # a GPU: rows that fit are copied there once
+    on_gpu = plan(FitSpec(), data_bytes=1 << 30, device_data_share=0.5, measurable=True)
+    assert on_gpu.data_placement == "device" and "copied there once" in on_gpu.reasons["placement"]
+    on(CPU)
 
     too_big = plan(FitSpec(), data_bytes=5 << 30, device_data_share=0.5, measurable=True)
     assert too_big.data_placement == "pipeline" and "exceed 50% of 8.0 GiB" in too_big.reasons["placement"]
