@@ -6,7 +6,8 @@ from a given batch on): only where the gathering happens differs.
   and gathers each epoch's batches (what fit() does with arrays, but fit() builds a new pipeline
   every call, and a durable run makes one call an epoch: 0.2-0.3 s an epoch, profiled); elsewhere
   the epoch's rows gathered into numpy arrays, handed to fit() as Keras takes arrays.
-- device: the training rows copied to the device once; each batch is gathered there.
+- device: the training rows copied to the device once; batches are gathered there, GATHER_BATCHES
+  at a time in one call (a call per batch cost the JAX path more than the step on small models).
 - pipeline: batches gathered on the host and moved to the device ahead of the step that needs them.
 """
 
@@ -23,6 +24,9 @@ from app.ml.data import take
 from app.ml.resume import EpochOrder
 
 PREFETCH_BATCHES = 4
+# Batches gathered on the device by one call: the per-call cost (Python, dispatch, moving the
+# indices) is paid once per this many batches; the gathered rows are this many batches' worth.
+GATHER_BATCHES = 32
 
 
 class Feed(Protocol):
@@ -150,18 +154,22 @@ class _JaxFeed:
         self._jax, self._order, self._on_device = jax, order, on_device
         self._validation = validation_data
         if on_device:
-            self._x = jax.device_put(keras.tree.map_structure(np.asarray, x))
-            self._y = jax.device_put(keras.tree.map_structure(np.asarray, y))
-            self._gather = jax.jit(lambda tree, i: jax.tree_util.tree_map(lambda a: a[i], tree))
+            host_rows = (keras.tree.map_structure(np.asarray, x), keras.tree.map_structure(np.asarray, y))
+            self._rows = jax.device_put(host_rows)
+            self._gather = jax.jit(_gather_batches, static_argnums=2)
         else:
             self._x, self._y = x, y
 
     def _batches(self, rows: np.ndarray) -> Iterator[tuple[Any, Any]]:
         size = self._order.batch_size
         if self._on_device:
-            for start in range(0, len(rows), size):
-                indices = self._jax.device_put(rows[start : start + size])
-                yield self._gather(self._x, indices), self._gather(self._y, indices)
+            for start in range(0, len(rows), size * GATHER_BATCHES):
+                chunk = rows[start : start + size * GATHER_BATCHES]
+                whole = len(chunk) // size  # the epoch's last, short batch is gathered alone
+                if whole:
+                    yield from self._gather(self._rows, self._jax.device_put(chunk[: whole * size]), whole)
+                if whole * size < len(chunk):
+                    yield from self._gather(self._rows, self._jax.device_put(chunk[whole * size :]), 1)
             return
         ahead: queue.Queue[Any] = queue.Queue(maxsize=PREFETCH_BATCHES)
         done = object()
@@ -190,3 +198,13 @@ class _JaxFeed:
             return {}
         vx, vy = self._validation
         return {"validation_data": (vx, vy), "validation_batch_size": self._order.batch_size}
+
+
+def _gather_batches(rows: Any, indices: Any, batches: int) -> tuple[Any, ...]:
+    """`batches` equal batches of `rows` (an (x, y) tree) in the order of `indices`, as separate
+    arrays: jitted, one call gathers them all."""
+    import jax
+
+    gathered = jax.tree_util.tree_map(lambda a: a[indices], rows)
+    size = len(indices) // batches
+    return tuple(jax.tree_util.tree_map(lambda a, k=k: a[k * size : (k + 1) * size], gathered) for k in range(batches))
