@@ -587,3 +587,25 @@ def test_without_a_run_control_early_stopping_still_restores_its_best_weights(tm
     after_epoch_one = train(job_spec(epochs=1, early_stopping=stopping), data, FEATURES, TARGET, Recorder().progress)
     result = train(job_spec(epochs=3, early_stopping=stopping), data, FEATURES, TARGET, Recorder().progress)
     assert_same_weights(result.model, after_epoch_one.model)
+
+
+def test_a_durable_runs_batch_hooks_get_the_steps_logs_unconverted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Converting a step's logs to floats waits for the step: on JAX the next one could not be
+    # queued meanwhile. Keras converts them whenever a callback must run on the training thread
+    # (the Checkpointer must); DurableCallbacks hands them over as they are.
+    seen: list[type] = []
+    batch_end = ProgressCallback.on_train_batch_end
+
+    def recorded(self: ProgressCallback, batch: int, logs: dict[str, Any] | None = None) -> None:
+        seen.append(type((logs or {}).get("loss")))
+        batch_end(self, batch, logs)
+
+    monkeypatch.setattr(ProgressCallback, "on_train_batch_end", recorded)
+    result = straight(job_spec(epochs=2), stored_dataset(tmp_path), tmp_path / "ck")
+
+    assert len(seen) == 2 * BATCHES_PER_EPOCH
+    assert float not in seen and type(None) not in seen  # tensors, as the step returned them
+    assert set(result.final_logs) >= {"loss", "accuracy"}  # the epoch's logs are still floats
+    assert all(isinstance(v, float) for k, v in result.final_logs.items() if k in ("loss", "accuracy"))
