@@ -151,12 +151,9 @@ def spec_of(work: Work, performance: str) -> dict[str, Any]:
 # --- (a) plain Keras -----------------------------------------------------------------------------
 
 
-def plain_throughput(work: Work, data: Path) -> float:
-    """(a) in a fresh Python process: `--plain NAME --data FILE` below."""
-    command = [sys.executable, __file__, "--plain", work.name, "--data", str(data)]
-    for size, works in SIZES.items():
-        if work in works:
-            command += ["--size", size]
+def plain_throughput(size: str, work: Work, data: Path) -> float:
+    """(a) in a fresh Python process: `--size SIZE --plain NAME --data FILE` below."""
+    command = [sys.executable, __file__, "--size", size, "--plain", work.name, "--data", str(data)]
     done = subprocess.run(command, check=True, capture_output=True, text=True, timeout=1800)
     return float(json.loads(done.stdout.strip().splitlines()[-1])["plain_samples_s"])
 
@@ -257,7 +254,7 @@ def main() -> None:
                 record: dict[str, Any] = {}
                 failed = ""
                 for _ in range(args.rounds):  # alternate, the service idle during the baseline
-                    figures["plain"].append(plain_throughput(work, path))
+                    figures["plain"].append(plain_throughput(args.size, work, path))
                     try:
                         figures["off"].append(job_throughput(svc, dataset_id, work, "off")[0])
                         rate, record = job_throughput(svc, dataset_id, work, "auto")

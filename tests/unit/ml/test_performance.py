@@ -45,13 +45,15 @@ def test_auto_on_a_cpu_times_steps_compiles_keeps_float32_and_keeps_data_that_fi
     # The CPU is the device: no copy to make, and Keras's array path is the cheapest per batch.
     assert chosen.data_placement == "host" and "1.0 GiB" in chosen.reasons["placement"]
     assert "the CPU is the device" in chosen.reasons["placement"]
-    on(H200)  # a GPU: rows that fit are copied there once
-    on_gpu = plan(FitSpec(), data_bytes=1 << 30, device_data_share=0.5, measurable=True)
-    assert on_gpu.data_placement == "device" and "copied there once" in on_gpu.reasons["placement"]
-    on(CPU)
 
     too_big = plan(FitSpec(), data_bytes=5 << 30, device_data_share=0.5, measurable=True)
     assert too_big.data_placement == "pipeline" and "exceed 50% of 8.0 GiB" in too_big.reasons["placement"]
+
+
+def test_auto_on_a_gpu_copies_rows_that_fit_there_once(on: Any) -> None:
+    on(H200)
+    chosen = plan(FitSpec(), data_bytes=1 << 30, device_data_share=0.5, measurable=True)
+    assert chosen.data_placement == "device" and "copied there once" in chosen.reasons["placement"]
 
 
 def test_tensorflow_on_a_cpu_leaves_xla_off_for_convolutions(on: Any) -> None:
