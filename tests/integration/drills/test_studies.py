@@ -93,7 +93,10 @@ def test_a_12_trial_study_survives_the_api_and_a_worker_dying_midway(
 
 
 def test_the_median_pruner_stops_a_poor_trial_early(jobs: Jobs, api: TestClient) -> None:
-    dataset_id = jobs.upload(rows=256)
+    # Epochs long enough (~0.3 s) that a pruned trial's job is cut short: on 256 rows its twelve
+    # epochs took about as long as a cancel takes to reach it (the driver's pass, then a heartbeat),
+    # and one CI run saw the poor trial's job cancelled only after its last epoch.
+    dataset_id = jobs.upload(rows=2048)
     request = study_request(
         dataset_id,
         name="prunable",
