@@ -219,6 +219,7 @@ def chosen(record: dict[str, Any]) -> str:
     return (
         f"spe {record['steps_per_execution']['value']}, jit {record['jit_compile']['value']}, "
         f"{record['dtype_policy']['value']}, data {record['data_placement']['value']}"
+        + (", fused" if (record.get("fused_steps") or {}).get("value") else "")
     )
 
 

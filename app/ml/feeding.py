@@ -20,7 +20,9 @@ from typing import Any, Protocol
 import keras
 import numpy as np
 
+from app.ml.class_weights import row_weights
 from app.ml.data import take
+from app.ml.fused import Grouping, blocks
 from app.ml.resume import EpochOrder
 
 PREFETCH_BATCHES = 4
@@ -30,8 +32,20 @@ GATHER_BATCHES = 32
 
 
 class Feed(Protocol):
+    # The training rows on the device, an (x, y) tree a fused step group gathers from (None: this
+    # feed keeps them elsewhere, and cannot feed fused groups).
+    device_rows: Any
+    # Whether its batches carry the class weights as sample weights (app.ml.class_weights): fit()
+    # must not be given `class_weight` then.
+    weighs_classes: bool
+
     def train_args(self, epoch: int, first_batch: int, end_batch: int | None) -> dict[str, Any]:
         """fit() keyword arguments for batches [first_batch, end_batch) of `epoch` (None: to its end)."""
+        ...
+
+    def group_args(self, grouping: Grouping, epoch: int, first_batch: int) -> dict[str, Any]:
+        """fit() keyword arguments for the fused groups of `epoch` from `first_batch` on: one
+        Block of batch indices per group (app.ml.fused); only where `device_rows` is set."""
         ...
 
     def validation_args(self) -> dict[str, Any]:
@@ -40,22 +54,27 @@ class Feed(Protocol):
 
 
 def make_feed(
-    placement: str, order: EpochOrder, x: Any, y: Any, validation_data: tuple[Any, Any] | None
+    placement: str,
+    order: EpochOrder,
+    x: Any,
+    y: Any,
+    validation_data: tuple[Any, Any] | None,
+    class_weight: dict[int, float] | None = None,
 ) -> tuple[Feed, str]:
     """The feed for `placement` on the running backend, and the placement it really gives (a
     backend without that path falls back to the host's, named in the returned string)."""
     backend = keras.backend.backend()
     if placement == "device" and backend == "tensorflow":
-        return _TensorFlowFeed(order, x, y, validation_data), "device"
+        return _TensorFlowFeed(order, x, y, validation_data, class_weight), "device"
     if placement == "device" and backend == "jax":
-        return _JaxFeed(order, x, y, validation_data, on_device=True), "device"
+        return _JaxFeed(order, x, y, validation_data, on_device=True, class_weight=class_weight), "device"
     if placement == "pipeline" and backend == "jax":
-        return _JaxFeed(order, x, y, validation_data, on_device=False), "pipeline"
+        return _JaxFeed(order, x, y, validation_data, on_device=False, class_weight=class_weight), "pipeline"
     if placement == "pipeline" and backend == "tensorflow":
         # Keras's own array input on TensorFlow already is a prefetching tf.data pipeline.
         return _HostFeed(order, x, y, validation_data), "pipeline"
     if placement == "host" and backend == "tensorflow":
-        return _TensorFlowFeed(order, x, y, validation_data, device="/CPU:0"), "host"
+        return _TensorFlowFeed(order, x, y, validation_data, class_weight, device="/CPU:0"), "host"
     return _HostFeed(order, x, y, validation_data), "host"
 
 
@@ -66,6 +85,9 @@ def _rows(order: EpochOrder, epoch: int, first_batch: int, end_batch: int | None
 
 
 class _HostFeed:
+    device_rows = None
+    weighs_classes = False  # Keras applies class_weight to arrays
+
     def __init__(self, order: EpochOrder, x: Any, y: Any, validation_data: tuple[Any, Any] | None) -> None:
         self._order, self._x, self._y, self._validation = order, x, y, validation_data
 
@@ -79,12 +101,15 @@ class _HostFeed:
     def validation_args(self) -> dict[str, Any]:
         return {"validation_data": self._validation}
 
+    def group_args(self, grouping: Grouping, epoch: int, first_batch: int) -> dict[str, Any]:
+        raise ValueError("the host feed has no rows on the device to fuse step groups over")
+
 
 class _TensorFlowFeed:
     """The rows as tensors on the device (or on `device`: the host's memory for "host"), and one
     tf.data pipeline built once: it reads the epoch's order and the batch range from variables, so
     each epoch's fit() call reuses it (building and tracing a new pipeline cost 0.1-0.3 s an
-    epoch here)."""
+    epoch here). Fused groups get a pipeline of their own, of Blocks, built the same way."""
 
     def __init__(
         self,
@@ -92,31 +117,34 @@ class _TensorFlowFeed:
         x: Any,
         y: Any,
         validation_data: tuple[Any, Any] | None,
+        class_weight: dict[int, float] | None = None,
         device: str | None = None,
     ) -> None:
         import tensorflow as tf
 
+        self._device = device
+        self.weighs_classes = class_weight is not None
+        parts = (x, y) if class_weight is None else (x, y, row_weights(np.asarray(y), class_weight))
         with tf.device(device) if device is not None else contextlib.nullcontext():
-            self._build(order, x, y, validation_data)
+            self._build(order, parts, validation_data)
+        # Rows placed on the host for "host" are not the device's: fused groups run on the device.
+        self.device_rows = self._parts if device is None else None
+        self._groups: tuple[Grouping, Any] | None = None
 
-    def _build(self, order: EpochOrder, x: Any, y: Any, validation_data: tuple[Any, Any] | None) -> None:
+    def _build(self, order: EpochOrder, parts: tuple[Any, ...], validation_data: tuple[Any, Any] | None) -> None:
         import tensorflow as tf
 
         self._order = order
         rows, size = order.rows, order.batch_size
-        x = keras.tree.map_structure(lambda a: tf.constant(np.asarray(a)), x)
-        y = keras.tree.map_structure(lambda a: tf.constant(np.asarray(a)), y)
+        self._parts = keras.tree.map_structure(lambda a: tf.constant(np.asarray(a)), parts)
         self._rows = tf.Variable(np.arange(rows, dtype=np.int64), trainable=False)
         self._start = tf.Variable(0, dtype=tf.int64, trainable=False)
         self._stop = tf.Variable(0, dtype=tf.int64, trainable=False)
 
         @tf.autograph.experimental.do_not_convert
-        def gather(batch: Any) -> tuple[Any, Any]:
+        def gather(batch: Any) -> tuple[Any, ...]:
             indices = self._rows[batch * size : tf.minimum((batch + 1) * size, rows)]
-            return (
-                keras.tree.map_structure(lambda a: tf.gather(a, indices), x),
-                keras.tree.map_structure(lambda a: tf.gather(a, indices), y),
-            )
+            return tuple(keras.tree.map_structure(lambda a: tf.gather(a, indices), self._parts))
 
         self._dataset = (
             tf.data.Dataset.range(order.batches_per_epoch)
@@ -131,12 +159,49 @@ class _TensorFlowFeed:
                 tf.data.Dataset.from_tensor_slices(validation_data).batch(size).prefetch(tf.data.AUTOTUNE)
             )
 
+    def _block_dataset(self, grouping: Grouping) -> Any:
+        """Blocks of the groups starting at batch `_start`, `grouping.steps` batches apart, up to
+        `_stop`: what app.ml.fused.blocks() gives, computed in the pipeline."""
+        import tensorflow as tf
+
+        size, steps, whole = self._order.batch_size, grouping.steps, grouping.whole_batches
+        tail_rows = grouping.tail_rows
+
+        @tf.autograph.experimental.do_not_convert
+        def block(start: Any) -> tuple[Any, Any, Any, Any]:
+            stop = tf.minimum(start + steps, self._stop)
+            count = tf.maximum(tf.minimum(stop, whole) - start, 0)
+            full = tf.reshape(tf.cast(self._rows[start * size : (start + count) * size], tf.int32), (-1, size))
+            full = tf.pad(full, [[0, steps - count], [0, 0]])
+            has_tail = stop > whole
+            tail = tf.cast(self._rows[whole * size : whole * size + tail_rows], tf.int32)
+            return tf.ensure_shape(full, (steps, size)), tf.cast(count, tf.int32), tail, has_tail
+
+        with tf.device(self._device) if self._device is not None else contextlib.nullcontext():
+            return (
+                tf.data.Dataset.range(grouping.groups(0, self._order.batches_per_epoch) + 1)
+                .map(lambda k: k * steps + self._start)
+                .take_while(lambda start: start < self._stop)
+                .map(block)
+                .prefetch(2)
+            )
+
     def train_args(self, epoch: int, first_batch: int, end_batch: int | None) -> dict[str, Any]:
         end = self._order.batches_per_epoch if end_batch is None else end_batch
+        self._set_range(epoch, first_batch, end)
+        return {"x": self._dataset, "steps_per_epoch": end - first_batch}
+
+    def group_args(self, grouping: Grouping, epoch: int, first_batch: int) -> dict[str, Any]:
+        if self._groups is None or self._groups[0] != grouping:
+            self._groups = (grouping, self._block_dataset(grouping))
+        end = self._order.batches_per_epoch
+        self._set_range(epoch, first_batch, end)
+        return {"x": self._groups[1], "steps_per_epoch": end - first_batch}
+
+    def _set_range(self, epoch: int, first_batch: int, end_batch: int) -> None:
         self._rows.assign(self._order.order_of(epoch))
         self._start.assign(first_batch)
-        self._stop.assign(end)
-        return {"x": self._dataset, "steps_per_epoch": end - first_batch}
+        self._stop.assign(end_batch)
 
     def validation_args(self) -> dict[str, Any]:
         return {"validation_data": self._validation}
@@ -147,20 +212,32 @@ class _JaxFeed:
     or gathered on the host and put on the device by a thread PREFETCH_BATCHES ahead."""
 
     def __init__(
-        self, order: EpochOrder, x: Any, y: Any, validation_data: tuple[Any, Any] | None, on_device: bool
+        self,
+        order: EpochOrder,
+        x: Any,
+        y: Any,
+        validation_data: tuple[Any, Any] | None,
+        on_device: bool,
+        class_weight: dict[int, float] | None = None,
     ) -> None:
         import jax
 
         self._jax, self._order, self._on_device = jax, order, on_device
         self._validation = validation_data
+        # Each row's class weight, computed once and gathered with the row, as a third part.
+        self.weighs_classes = class_weight is not None
+        host_rows: tuple[Any, ...] = (keras.tree.map_structure(np.asarray, x), keras.tree.map_structure(np.asarray, y))
+        if class_weight is not None:
+            host_rows += (row_weights(host_rows[1], class_weight),)
+        self.device_rows = None
         if on_device:
-            host_rows = (keras.tree.map_structure(np.asarray, x), keras.tree.map_structure(np.asarray, y))
-            self._rows = jax.device_put(host_rows)
+            self.device_rows = self._rows = jax.device_put(host_rows)
             self._gather = jax.jit(_gather_batches, static_argnums=2)
         else:
-            self._x, self._y = x, y
+            self._host_rows = host_rows
 
-    def _batches(self, rows: np.ndarray) -> Iterator[tuple[Any, Any]]:
+    def _batches(self, rows: np.ndarray) -> Iterator[tuple[Any, ...]]:
+        """(x, y) batches of `rows`, or (x, y, sample weights) with class weights."""
         size = self._order.batch_size
         if self._on_device:
             for start in range(0, len(rows), size * GATHER_BATCHES):
@@ -178,7 +255,7 @@ class _JaxFeed:
             try:
                 for start in range(0, len(rows), size):
                     chunk = rows[start : start + size]
-                    ahead.put(self._jax.device_put((take(self._x, chunk), take(self._y, chunk))))
+                    ahead.put(self._jax.device_put(tuple(take(part, chunk) for part in self._host_rows)))
                 ahead.put(done)
             except BaseException as exc:  # handed to the training thread, which raises it
                 ahead.put(exc)
@@ -193,6 +270,13 @@ class _JaxFeed:
         rows = _rows(self._order, epoch, first_batch, end_batch)
         return {"x": self._batches(rows), "steps_per_epoch": -(-len(rows) // self._order.batch_size)}
 
+    def group_args(self, grouping: Grouping, epoch: int, first_batch: int) -> dict[str, Any]:
+        if self.device_rows is None:
+            raise ValueError("the pipeline feed has no rows on the device to fuse step groups over")
+        end = self._order.batches_per_epoch
+        found = blocks(grouping, self._order.order_of(epoch), first_batch, end)
+        return {"x": (self._jax.device_put(block) for block in found), "steps_per_epoch": end - first_batch}
+
     def validation_args(self) -> dict[str, Any]:
         if self._validation is None:
             return {}
@@ -201,7 +285,7 @@ class _JaxFeed:
 
 
 def _gather_batches(rows: Any, indices: Any, batches: int) -> tuple[Any, ...]:
-    """`batches` equal batches of `rows` (an (x, y) tree) in the order of `indices`, as separate
+    """`batches` equal batches of `rows` (an (x, y) or (x, y, weights) tree) in the order of `indices`, as separate
     arrays: jitted, one call gathers them all."""
     import jax
 

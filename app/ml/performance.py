@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import keras
 
+from app.ml import fused
 from app.ml.run_control import Choice, PerformanceRecord
 from app.ml.spec import FitSpec
 
@@ -56,6 +57,7 @@ class Plan:
     jit_compile: bool | Literal["auto"]
     dtype_policy: str
     data_placement: Placement
+    fused_steps: bool
     reasons: dict[str, str] = field(default_factory=dict)
 
     def record(self) -> PerformanceRecord:
@@ -67,7 +69,13 @@ class Plan:
             jit_compile=Choice[bool | Literal["auto"]](value=self.jit_compile, reason=self.reasons["jit"]),
             dtype_policy=Choice[str](value=self.dtype_policy, reason=self.reasons["dtype"]),
             data_placement=Choice[Placement](value=self.data_placement, reason=self.reasons["placement"]),
+            fused_steps=Choice[bool](value=self.fused_steps, reason=self.reasons["fused"]),
         )
+
+    def unfuse(self, reason: str) -> None:
+        """Run step groups as Keras does after all, for `reason`."""
+        if self.fused_steps:
+            self.fused_steps, self.reasons["fused"] = False, reason
 
 
 def plan(
@@ -131,6 +139,10 @@ def plan(
         dtype = "float32"
         reasons["dtype"] = f"{device.describe()} has no native bfloat16 compute: float32 is faster there"
 
+    # Fused step groups gather their batches from rows on the device, so where auto could fuse,
+    # rows that fit go there even on a CPU (where the device's memory is the host's).
+    can_fuse = backend in fused.BACKENDS and measurable and fit.fused_steps is not False
+    can_fuse = can_fuse and not (backend == "jax" and jit is False)
     placement: Placement
     if fit.data_placement is not None:
         placement, reasons["placement"] = fit.data_placement, "given in fit"
@@ -143,7 +155,7 @@ def plan(
     else:
         limit = device.memory_bytes * device_data_share if device.memory_bytes else 0
         share = f"{device_data_share:.0%} of {_bytes(device.memory_bytes)}" if device.memory_bytes else "unknown"
-        if data_bytes <= limit and device.kind == "cpu":
+        if data_bytes <= limit and device.kind == "cpu" and not can_fuse:
             # Measured (bench/RESULTS.md, 2026-12-06): on JAX the gather per batch on the "device"
             # trained the seed MLP 2.2x slower than Keras's array path; on TensorFlow both are the
             # same pipeline on the CPU.
@@ -165,7 +177,29 @@ def plan(
                 f"the training rows ({_bytes(data_bytes)}) exceed {share} of {device.describe()}: batches "
                 "gathered on the host and prefetched ahead of the device"
             )
-    return Plan("auto" if auto else "off", device, spe, jit, dtype, placement, reasons)
+
+    fuse: bool
+    if fit.fused_steps is not None and not (fit.fused_steps and placement != "device"):
+        fuse, reasons["fused"] = fit.fused_steps, "given in fit"
+    elif fit.fused_steps:
+        fuse, reasons["fused"] = False, f"asked for in fit, but the rows are not on the device ({placement})"
+    elif not auto:
+        fuse, reasons["fused"] = False, "performance off: Keras's own step loop"
+    elif backend not in fused.BACKENDS:
+        fuse, reasons["fused"] = False, f"{backend}: Keras's own step loop"
+    elif not measurable:
+        fuse, reasons["fused"] = False, "a run without checkpoints is Keras's own fit()"
+    elif jit is False and backend == "jax":
+        fuse, reasons["fused"] = False, "JAX without XLA runs op by op: Keras's own step loop"
+    elif placement != "device":
+        fuse, reasons["fused"] = False, f"the rows are not on the device ({placement}): Keras's own step loop"
+    else:
+        fuse = True
+        reasons["fused"] = (
+            "each step group runs as one compiled loop that gathers its batches on the device: Keras's "
+            "per-step input and call overhead is gone, the steps are the same"
+        )
+    return Plan("auto" if auto else "off", device, spe, jit, dtype, placement, fuse, reasons)
 
 
 def size_steps(step_seconds: list[float]) -> tuple[int, str]:

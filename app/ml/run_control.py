@@ -64,6 +64,8 @@ class PerformanceRecord(BaseModel):
     jit_compile: Choice[bool | Literal["auto"]]
     dtype_policy: Choice[str]
     data_placement: Choice[Literal["host", "pipeline", "device"]]
+    # None on records written before step groups could be fused.
+    fused_steps: Choice[bool] | None = None
 
 
 @dataclass

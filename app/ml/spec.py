@@ -188,6 +188,11 @@ class FitSpec(SpecModel):
         description="host: arrays handed to fit() each epoch (Keras's own input path); pipeline: batches "
         "gathered and prefetched ahead of the device; device: the training rows copied to the device once.",
     )
+    fused_steps: bool | None = Field(
+        default=None,
+        description="Run each step group as one compiled loop over the rows on the device (TensorFlow and JAX; "
+        "needs data_placement device): the same steps on the same batches, without Keras's per-step calls.",
+    )
 
     @model_validator(mode="after")
     def _leave_rows_to_train(self) -> "FitSpec":

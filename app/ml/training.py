@@ -15,7 +15,7 @@ from typing import Any, Literal
 import keras
 import numpy as np
 
-from app.ml import performance
+from app.ml import fused, performance
 from app.ml.builder import as_graph, build_model, compile_single_output
 from app.ml.checkpoints import CheckpointInfo
 from app.ml.data import (
@@ -30,7 +30,7 @@ from app.ml.data import (
 )
 from app.ml.distill import DistillationModel
 from app.ml.distribution import Placement
-from app.ml.feeding import make_feed
+from app.ml.feeding import Feed, make_feed
 from app.ml.gradient_health import DivergenceGuard, GradientHealth, TrainingDiverged
 from app.ml.importance import Importance, NoImportance, permutation_importance
 from app.ml.resume import (
@@ -263,6 +263,8 @@ def train(
         # device-resident gather would put every row on the first device.
         chosen.data_placement = "host"
         chosen.reasons["placement"] = f"data-parallel over {len(placement.devices)} devices: Keras shards host batches"
+    if placement is not None and len(placement.devices) > 1:
+        chosen.unfuse(f"data-parallel over {len(placement.devices)} devices: Keras's own distributed step loop")
     with performance.dtype_context(chosen.dtype_policy):
         built = build_model(
             spec,
@@ -387,11 +389,14 @@ def _fit_durably(
             "the dataset or the spec changed since: start the job afresh"
         )
     order = EpochOrder(len(x), spec.fit.batch_size, saved["seed"], spec.fit.shuffle)
-    feed, placement = make_feed(chosen.data_placement, order, x, y, validation_data)
+    feed, placement = make_feed(chosen.data_placement, order, x, y, validation_data, spec.fit.class_weight)
     if placement != chosen.data_placement:
         chosen.reasons["placement"] = f"{keras.backend.backend()} has no {chosen.data_placement} path: {placement}"
         chosen.data_placement = placement  # type: ignore[assignment]
+    if feed.device_rows is None:
+        chosen.unfuse(f"the rows are not on the device ({placement}): Keras's own step loop")
     if chosen.steps_per_execution is not None:
+        _fuse(model, chosen, feed, order, spec)
         run.on_performance(chosen.record())
     checkpointer = Checkpointer(run, progress, order.batches_per_epoch, carried, {"order": saved})
     checkpointer.history = dict(state.get("history") or {})
@@ -420,11 +425,16 @@ def _fit_durably(
                         else f"{order.batches_per_epoch} batches an epoch are too few to time"
                     )
                 _set_steps(model, chosen, order)
+                _fuse(model, chosen, feed, order, spec)
                 run.on_performance(chosen.record())
             checkpointer.first_batch = skip
 
             def fit_epoch(epoch: int = epoch, first: int = skip, extra: list[Any] = before) -> Any:
-                arguments = feed.train_args(epoch, first, None)
+                grouping = fused.Grouping(order, chosen.steps_per_execution or 1)
+                if chosen.fused_steps:
+                    arguments = feed.group_args(grouping, epoch, first)
+                else:
+                    arguments = feed.train_args(epoch, first, None)
                 # Health before progress (its figures go in the epoch's row), the guard after it
                 # (the diverged epoch is recorded) and before the checkpointer (not saved).
                 callbacks = DurableCallbacks(
@@ -440,12 +450,18 @@ def _fit_durably(
                     initial_epoch=epoch,
                     epochs=epoch + 1,
                     shuffle=False,  # the order is ours
-                    class_weight=spec.fit.class_weight,
+                    # A feed that weighs its rows itself (every one but the arrays'): not again.
+                    class_weight=None if feed.weighs_classes else spec.fit.class_weight,
                     callbacks=callbacks,
                     verbose=0,
                 )
 
-            history = _first_fit(model, chosen, fit_epoch, progress) if epochs_run == 0 else fit_epoch()
+            if epochs_run == 0:
+                history = _first_fit(
+                    model, chosen, fit_epoch, progress, lambda: _fuse(model, chosen, feed, order, spec)
+                )
+            else:
+                history = fit_epoch()
             epochs_run += len(history.epoch)
             logs = _last_logs(history) or logs
             finished, skip = bool(model.stop_training), 0
@@ -468,7 +484,7 @@ def _fit_durably(
 
 def _probe(
     model: keras.Model,
-    feed: Any,
+    feed: Feed,
     epoch: int,
     skip: int,
     steps: int,
@@ -491,7 +507,7 @@ def _probe(
             **arguments,
             epochs=1,
             shuffle=False,
-            class_weight=spec.fit.class_weight,
+            class_weight=None if feed.weighs_classes else spec.fit.class_weight,
             callbacks=[timer],
             verbose=0,
         )
@@ -509,10 +525,14 @@ def _set_steps(model: keras.Model, chosen: performance.Plan, order: EpochOrder) 
 
 
 def _first_fit(
-    model: keras.Model, chosen: performance.Plan, call: Callable[[], Any], progress: ProgressCallback
+    model: keras.Model,
+    chosen: performance.Plan,
+    call: Callable[[], Any],
+    progress: ProgressCallback,
+    refuse: Callable[[], None] = lambda: None,
 ) -> Any:
     """The attempt's first fit() call: when XLA cannot compile the step (before any batch ran),
-    falls back to no jit and calls again."""
+    falls back to no jit, fuses the step groups again (`refuse`) and calls again."""
     done = progress.batches_done
     try:
         return call()
@@ -522,7 +542,25 @@ def _first_fit(
         if chosen.jit_compile is not True or progress.batches_done != done:
             raise
         performance.without_jit(model, chosen, exc)
+        refuse()
         return call()
+
+
+def _fuse(model: keras.Model, chosen: performance.Plan, feed: Feed, order: EpochOrder, spec: TrainingSpec) -> None:
+    """Once the step group is sized: make fit() run each group as one compiled loop, if chosen."""
+    if not chosen.fused_steps:
+        return
+    steps = chosen.steps_per_execution or 1
+    if steps == 1:
+        chosen.unfuse("one step a group: nothing to fuse")
+        return
+    if chosen.jit_compile is False and keras.backend.backend() == "jax":
+        chosen.unfuse("JAX without XLA runs op by op: Keras's own step loop")
+        model.train_function = None
+        return
+    size = order.batch_size
+    model._symbolic_build(data_batch=keras.tree.map_structure(lambda a: a[:size], feed.device_rows))
+    fused.install(model, feed.device_rows, fused.Grouping(order, steps), chosen.jit_compile is not False)
 
 
 class _StepTimer(keras.callbacks.Callback):

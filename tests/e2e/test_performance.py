@@ -54,11 +54,15 @@ def test_auto_reaches_the_metrics_of_off_and_says_what_it_chose(server: Server) 
     assert "median step" in chose["steps_per_execution"]["reason"]  # sized from timed steps
     assert chose["jit_compile"]["value"] is True
     assert chose["dtype_policy"]["value"] == "float32"  # a CPU: no bfloat16
-    assert chose["data_placement"]["value"] == "host"  # a CPU: the rows are in the device's memory already
-    assert all(chose[k]["reason"] for k in ("steps_per_execution", "jit_compile", "dtype_policy", "data_placement"))
+    # A CPU: the rows stay in its memory, and each step group is one compiled loop over them.
+    assert chose["data_placement"]["value"] == "device"
+    assert chose["fused_steps"]["value"] is True and "one compiled loop" in chose["fused_steps"]["reason"]
+    keys = ("steps_per_execution", "jit_compile", "dtype_policy", "data_placement", "fused_steps")
+    assert all(chose[k]["reason"] for k in keys)
     assert off["performance"]["steps_per_execution"] == {"value": 1, "reason": "performance off: Keras's default"}
     assert off["performance"]["jit_compile"]["value"] == "auto"
     assert off["performance"]["data_placement"]["value"] == "host"
+    assert off["performance"]["fused_steps"] == {"value": False, "reason": "performance off: Keras's own step loop"}
 
     # Each choice given back in fit is used as given.
     pinned = run_job(
@@ -69,8 +73,10 @@ def test_auto_reaches_the_metrics_of_off_and_says_what_it_chose(server: Server) 
         jit_compile=False,
         data_placement="pipeline",
         dtype_policy="float32",
+        fused_steps=False,
     )
-    for key, value in (("steps_per_execution", 5), ("jit_compile", False), ("data_placement", "pipeline")):
+    given = (("steps_per_execution", 5), ("jit_compile", False), ("data_placement", "pipeline"), ("fused_steps", False))
+    for key, value in given:
         assert pinned["performance"][key] == {"value": value, "reason": "given in fit"}
     assert pinned["epochs"][-1]["loss"] == pytest.approx(off["epochs"][-1]["loss"], abs=LOSS_TOLERANCE)
 

@@ -368,7 +368,9 @@ def test_off_on_tensorflow_feeds_from_one_pipeline_the_batches_keras_arrays_woul
 
     monkeypatch.setattr(training, "make_feed", recorded)
     ours = straight(spec, data, tmp_path / "ours")
-    monkeypatch.setattr(training, "make_feed", lambda _p, order, x, y, v: (feeding._HostFeed(order, x, y, v), "host"))
+    monkeypatch.setattr(
+        training, "make_feed", lambda _p, order, x, y, v, _weights: (feeding._HostFeed(order, x, y, v), "host")
+    )
     arrays = straight(spec, data, tmp_path / "arrays")
 
     assert feeds == ["_TensorFlowFeed"]

@@ -1,5 +1,8 @@
 """The feeds of a durable run: every placement hands fit() the same rows in the same order."""
 
+from typing import Any
+
+import keras
 import numpy as np
 import pytest
 
@@ -35,3 +38,29 @@ def test_the_jax_device_feed_gives_the_host_feeds_batches_in_order(
     assert sizes == [BATCH] * whole + ([rest] if rest else [])
     np.testing.assert_array_equal(np.concatenate([bx for bx, _ in batches]), host["x"])
     np.testing.assert_array_equal(np.concatenate([by for _, by in batches]), host["y"])
+
+
+@pytest.mark.parametrize("placement", ["jax-device", "jax-pipeline", "tensorflow-device", "tensorflow-host"])
+def test_feeds_weigh_each_row_by_its_class_as_keras_arrays_do_a_class_not_given_weighing_one(placement: str) -> None:
+    # Keras's tf.data class weighting fails on a class above the largest given, and it takes no
+    # class_weight with batches from Python: every feed but the arrays' weighs its rows itself.
+    backend, where = placement.split("-")
+    if backend == "jax":
+        pytest.importorskip("jax", reason="the [jax] extra is not installed")
+    elif keras.backend.backend() != "tensorflow":
+        pytest.skip("the TensorFlow feeds run on TensorFlow")
+    x, _ = arrays()
+    y = np.arange(ROWS, dtype=np.int64) % 4  # class 3 has no weight given
+    order = EpochOrder(ROWS, BATCH, seed=3, shuffle=True)
+    weights = {0: 0.5, 1: 2.0, 2: 3.0}
+    if backend == "jax":
+        feed: Any = feeding._JaxFeed(order, x, y, None, on_device=where == "device", class_weight=weights)
+    else:
+        feed = feeding._TensorFlowFeed(order, x, y, None, weights, device="/CPU:0" if where == "host" else None)
+
+    batches = [tuple(np.asarray(part) for part in batch) for batch in feed.train_args(0, 0, None)["x"]]
+
+    assert feed.weighs_classes and {len(batch) for batch in batches} == {3}
+    labels = np.concatenate([by for _, by, _ in batches])
+    np.testing.assert_array_equal(labels, y[order.order_of(0)])
+    np.testing.assert_allclose(np.concatenate([sw for _, _, sw in batches]), np.array([0.5, 2.0, 3.0, 1.0])[labels])

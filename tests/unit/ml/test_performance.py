@@ -34,20 +34,50 @@ def test_off_is_kerass_defaults(on: Any) -> None:
         "host",
     )
     assert record.mode == "off" and "off" in record.steps_per_execution.reason
+    assert record.fused_steps is not None and record.fused_steps.value is False
+    assert "off" in record.fused_steps.reason
 
 
-def test_auto_on_a_cpu_times_steps_compiles_keeps_float32_and_keeps_data_that_fits_on_the_host(on: Any) -> None:
+def test_auto_on_a_cpu_times_steps_compiles_keeps_float32_and_fuses_groups_over_the_rows_in_memory(on: Any) -> None:
     on(CPU)
     chosen = plan(FitSpec(), data_bytes=1 << 30, device_data_share=0.5, measurable=True)
     assert chosen.steps_per_execution is None  # sized once the first steps are timed
     assert chosen.jit_compile is True
     assert chosen.dtype_policy == "float32" and "bfloat16" in chosen.reasons["dtype"]
-    # The CPU is the device: no copy to make, and Keras's array path is the cheapest per batch.
-    assert chosen.data_placement == "host" and "1.0 GiB" in chosen.reasons["placement"]
-    assert "the CPU is the device" in chosen.reasons["placement"]
+    # A fused group gathers its batches in place: the rows go "on the device", the CPU's memory.
+    assert chosen.data_placement == "device" and "1.0 GiB" in chosen.reasons["placement"]
+    assert chosen.fused_steps is True and "one compiled loop" in chosen.reasons["fused"]
+    assert chosen.record().fused_steps is not None and chosen.record().fused_steps.value is True
 
     too_big = plan(FitSpec(), data_bytes=5 << 30, device_data_share=0.5, measurable=True)
     assert too_big.data_placement == "pipeline" and "exceed 50% of 8.0 GiB" in too_big.reasons["placement"]
+    assert too_big.fused_steps is False and "not on the device (pipeline)" in too_big.reasons["fused"]
+
+
+def test_where_groups_cannot_be_fused_a_cpu_keeps_the_rows_on_kerass_array_path(
+    on: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    on(CPU)
+    unfused = plan(FitSpec(fused_steps=False), data_bytes=1 << 20, device_data_share=0.5, measurable=True)
+    assert unfused.data_placement == "host" and "the CPU is the device" in unfused.reasons["placement"]
+    assert unfused.fused_steps is False and unfused.reasons["fused"] == "given in fit"
+
+    one_call = plan(FitSpec(), data_bytes=1 << 20, device_data_share=0.5, measurable=False)
+    assert one_call.fused_steps is False and "without checkpoints" in one_call.reasons["fused"]
+
+    monkeypatch.setattr(performance.keras.backend, "backend", lambda: "jax")
+    no_xla = plan(FitSpec(jit_compile=False), data_bytes=1 << 20, device_data_share=0.5, measurable=True)
+    assert no_xla.data_placement == "host" and no_xla.fused_steps is False and "XLA" in no_xla.reasons["fused"]
+
+    monkeypatch.setattr(performance.keras.backend, "backend", lambda: "torch")
+    torch = plan(FitSpec(), data_bytes=1 << 20, device_data_share=0.5, measurable=True)
+    assert torch.data_placement == "host" and torch.fused_steps is False and "torch" in torch.reasons["fused"]
+
+
+def test_fused_groups_asked_for_with_rows_off_the_device_are_not_fused_and_say_why(on: Any) -> None:
+    on(CPU)
+    chosen = plan(FitSpec(fused_steps=True, data_placement="host"), 1 << 20, 0.5, True)
+    assert chosen.fused_steps is False and "not on the device (host)" in chosen.reasons["fused"]
 
 
 def test_auto_on_a_gpu_copies_rows_that_fit_there_once(on: Any) -> None:
@@ -86,14 +116,17 @@ def test_an_lstm_on_a_jax_gpu_stays_float32_where_cudnn_cannot_take_bfloat16(
 
 def test_every_choice_given_in_fit_is_kept_and_says_so(on: Any) -> None:
     on(H200)
-    fit = FitSpec(steps_per_execution=7, jit_compile=False, dtype_policy="float32", data_placement="host")
-    chosen = plan(fit, 1 << 20, 0.5, True)
-    assert (chosen.steps_per_execution, chosen.jit_compile, chosen.dtype_policy, chosen.data_placement) == (
-        7,
-        False,
-        "float32",
-        "host",
+    fit = FitSpec(
+        steps_per_execution=7, jit_compile=False, dtype_policy="float32", data_placement="device", fused_steps=False
     )
+    chosen = plan(fit, 1 << 20, 0.5, True)
+    assert (
+        chosen.steps_per_execution,
+        chosen.jit_compile,
+        chosen.dtype_policy,
+        chosen.data_placement,
+        chosen.fused_steps,
+    ) == (7, False, "float32", "device", False)
     assert set(chosen.reasons.values()) == {"given in fit"}
 
 
