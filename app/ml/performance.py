@@ -8,6 +8,7 @@ the job (`PerformanceRecord`) so a user can see it and give the values back in `
 
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -302,11 +303,18 @@ def apply(model: Any, chosen: Plan) -> None:
 
 def without_jit(model: Any, chosen: Plan, error: BaseException) -> None:
     """Fall back to no XLA after the compilation failed (before any step ran)."""
-    first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
     chosen.jit_compile = False
-    chosen.reasons["jit"] = f"XLA could not compile the train step ({first_line})"
+    chosen.reasons["jit"] = f"XLA could not compile the train step ({error_summary(error)})"
     model.jit_compile = False
     model.train_function = model.test_function = model.predict_function = None
+
+
+def error_summary(error: BaseException) -> str:
+    """The line of an error that says what went wrong (Keras leads with "Exception encountered
+    when calling ..." and colours the rest), at most 200 characters."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(error).splitlines()]
+    telling = [line for line in lines if line and not line.startswith("Exception encountered")]
+    return (telling or [type(error).__name__])[0][:200]
 
 
 def dtype_context(policy: str) -> Any:

@@ -558,8 +558,16 @@ def _fuse(model: keras.Model, chosen: performance.Plan, feed: Feed, order: Epoch
         chosen.unfuse("JAX without XLA runs op by op: Keras's own step loop")
         model.train_function = None
         return
+    # The loss, metrics and optimizer are built before the loop: their variables cannot be created
+    # inside it (Keras's own loop builds them at its first step).
     size = order.batch_size
-    model._symbolic_build(data_batch=keras.tree.map_structure(lambda a: a[:size], feed.device_rows))
+    try:
+        model._symbolic_build(data_batch=keras.tree.map_structure(lambda a: a[:size], feed.device_rows))
+    except Exception as exc:  # e.g. a layer whose output shape at inference differs from training's
+        reason = f"the model could not be built ahead of its first step ({performance.error_summary(exc)})"
+        chosen.unfuse(f"{reason}: Keras's own step loop")
+        model.train_function = None
+        return
     fused.install(model, feed.device_rows, fused.Grouping(order, steps), chosen.jit_compile is not False)
 
 

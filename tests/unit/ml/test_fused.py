@@ -15,14 +15,19 @@ import pytest
 from app.ml import feeding, fused
 from app.ml.resume import EpochOrder
 from app.ml.run_control import StopReason
+from app.ml.spec import TrainingSpec
+from app.ml.training import train
+from tests.unit.ml.catalog_examples import LAYER_EXAMPLES
 from tests.unit.ml.test_checkpoints import (
     BATCHES_PER_EPOCH,
+    Recorder,
     assert_same_weights,
     job_spec,
     stop_then_resume,
     stored_dataset,
     straight,
 )
+from tests.unit.ml.test_layers import regression_data
 
 ROOT = Path(__file__).resolve().parents[3]
 # 150 rows in batches of 4: 37 whole batches and a short one of 2.
@@ -168,3 +173,35 @@ def test_a_class_left_out_of_class_weight_weighs_one_on_every_feed(tmp_path: Pat
     spelled = straight(job_spec(epochs=2, class_weight={0: 1.0, 1: 2.0, 2: 1.0}, **fit), data, tmp_path / "spelled")
     assert_same_weights(left_out.model, spelled.model)
     assert left_out.final_logs == pytest.approx(spelled.final_logs, abs=1e-6)
+
+
+# Trains differently from how it predicts (a crop only in training): no model can be built ahead of
+# its first step from an inference pass, so it keeps Keras's loop, and says why.
+UNBUILDABLE_AHEAD = {"RandomCrop"}
+
+
+@pytest.mark.parametrize("layer_type", sorted(LAYER_EXAMPLES))
+def test_every_catalog_layer_trains_fused_to_the_weights_of_kerass_step_loop(tmp_path: Path, layer_type: str) -> None:
+    arguments, shape = LAYER_EXAMPLES[layer_type]
+    features, target = regression_data(tmp_path, shape, integers=layer_type == "Embedding")
+    layers = [{"type": layer_type, **arguments}, {"type": "Flatten"}, {"type": "Dense", "units": 1}]
+    results = {}
+    for fuse in (True, False):
+        spec = TrainingSpec.model_validate(
+            {
+                "model": {"layers": layers},
+                "compile": {"optimizer": "adam", "loss": "mse"},
+                # 8 rows in batches of 3: groups of 2 batches, the second group's last batch short.
+                "fit": {"epochs": 2, "batch_size": 3, "seed": 1, "steps_per_execution": 2, "fused_steps": fuse},
+            }
+        )
+        recorder = Recorder()
+        results[fuse] = train(spec, tmp_path, features, target, recorder.progress, recorder.run(tmp_path / f"{fuse}"))
+
+    record = results[True].performance
+    assert record is not None and record.fused_steps is not None
+    if layer_type in UNBUILDABLE_AHEAD:
+        assert record.fused_steps.value is False and "could not be built" in record.fused_steps.reason
+    else:
+        assert record.fused_steps.value is True, record.fused_steps.reason
+    assert_same_weights(results[True].model, results[False].model)
