@@ -95,6 +95,10 @@ def plan(
     auto = fit.performance == "auto"
     reasons: dict[str, str] = {}
     backend = keras.backend.backend()
+    convolutions = any("Conv" in t for t in layer_types)
+    # Measured (bench/RESULTS.md, 2026-12-06): XLA on a CPU ran the small CNN's convolutions 5.5x
+    # slower inside a compiled loop than a step a call (JAX, one process: 1.1k against 5.1-6.6k samples/s).
+    jax_cpu_convolutions = backend == "jax" and device.kind == "cpu" and convolutions
 
     spe: int | None
     if fit.steps_per_execution is not None:
@@ -113,7 +117,7 @@ def plan(
         jit, reasons["jit"] = "auto", "performance off: Keras's default"
     elif backend == "torch":
         jit, reasons["jit"] = False, "torch: torch.compile costs more to compile than it saves on a job's fit"
-    elif backend == "tensorflow" and device.kind == "cpu" and any("Conv" in t for t in layer_types):
+    elif backend == "tensorflow" and device.kind == "cpu" and convolutions:
         # Measured here: a small CNN trained 4x slower with XLA than with TensorFlow's oneDNN kernels.
         jit, reasons["jit"] = False, "TensorFlow on a CPU: its oneDNN convolutions are faster than XLA's"
     else:
@@ -143,7 +147,7 @@ def plan(
     # Fused step groups gather their batches from rows on the device, so where auto could fuse,
     # rows that fit go there even on a CPU (where the device's memory is the host's).
     can_fuse = backend in fused.BACKENDS and measurable and fit.fused_steps is not False
-    can_fuse = can_fuse and not (backend == "jax" and jit is False)
+    can_fuse = can_fuse and not (backend == "jax" and jit is False) and not jax_cpu_convolutions
     placement: Placement
     if fit.data_placement is not None:
         placement, reasons["placement"] = fit.data_placement, "given in fit"
@@ -190,6 +194,11 @@ def plan(
         fuse, reasons["fused"] = False, f"{backend}: Keras's own step loop"
     elif not measurable:
         fuse, reasons["fused"] = False, "a run without checkpoints is Keras's own fit()"
+    elif jax_cpu_convolutions:
+        fuse = False
+        reasons["fused"] = (
+            "JAX on a CPU: XLA runs convolutions inside a compiled loop several times slower than a step a call"
+        )
     elif jit is False and backend == "jax":
         fuse, reasons["fused"] = False, "JAX without XLA runs op by op: Keras's own step loop"
     elif placement != "device":

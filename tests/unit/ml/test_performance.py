@@ -74,6 +74,19 @@ def test_where_groups_cannot_be_fused_a_cpu_keeps_the_rows_on_kerass_array_path(
     assert torch.data_placement == "host" and torch.fused_steps is False and "torch" in torch.reasons["fused"]
 
 
+def test_jax_on_a_cpu_does_not_fuse_convolutions_and_keeps_their_rows_on_kerass_path(
+    on: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    on(CPU)
+    monkeypatch.setattr(performance.keras.backend, "backend", lambda: "jax")
+    chosen = plan(FitSpec(), 1 << 20, 0.5, True, layer_types=frozenset({"Conv2D", "Dense"}))
+    assert chosen.fused_steps is False and "convolutions inside a compiled loop" in chosen.reasons["fused"]
+    assert chosen.data_placement == "host"
+    assert plan(FitSpec(), 1 << 20, 0.5, True, layer_types=frozenset({"LSTM", "Dense"})).fused_steps is True
+    on(H200)  # a GPU's convolutions are fused
+    assert plan(FitSpec(), 1 << 20, 0.5, True, layer_types=frozenset({"Conv2D"})).fused_steps is True
+
+
 def test_fused_groups_asked_for_with_rows_off_the_device_are_not_fused_and_say_why(on: Any) -> None:
     on(CPU)
     chosen = plan(FitSpec(fused_steps=True, data_placement="host"), 1 << 20, 0.5, True)
