@@ -258,13 +258,14 @@ def train(
         measurable=run is not None,
         layer_types=frozenset(layer.type for layer in graph.layers) | _nested_types(spec.model.model_dump()),
     )
-    if placement is not None and len(placement.devices) > 1 and chosen.data_placement != "host":
+    if placement is not None and len(placement.devices) > 1:
         # Data-parallel: Keras's distribution splits host batches over the devices; our own
         # device-resident gather would put every row on the first device.
-        chosen.data_placement = "host"
-        chosen.reasons["placement"] = f"data-parallel over {len(placement.devices)} devices: Keras shards host batches"
-    if placement is not None and len(placement.devices) > 1:
-        chosen.unfuse(f"data-parallel over {len(placement.devices)} devices: Keras's own distributed step loop")
+        devices = len(placement.devices)
+        if chosen.data_placement != "host":
+            chosen.data_placement = "host"
+            chosen.reasons["placement"] = f"data-parallel over {devices} devices: Keras shards host batches"
+        chosen.unfuse(f"data-parallel over {devices} devices: Keras's own distributed step loop")
     with performance.dtype_context(chosen.dtype_policy):
         built = build_model(
             spec,

@@ -130,6 +130,8 @@ def test_two_devices_train_data_parallel_to_the_results_of_one(data_parallel_job
     assert two["resources"]["strategy"] == "DataParallel" and two["resources"]["devices"] == ["cpu:0", "cpu:1"]
     assert two["resources"]["replicas"] == 2  # the trained weights live on both devices
     assert two["resources"]["rows_left_out"] == {}
+    fused = two["performance"]["fused_steps"]  # Keras's distributed step, not our one-device loop
+    assert fused["value"] is False and "data-parallel over 2 devices" in fused["reason"]
     # The same global batches, split over two devices: the same fit, up to float summation order.
     for name in ("loss", "accuracy"):
         assert two["metrics"][name] == pytest.approx(one["metrics"][name], rel=1e-3, abs=1e-4)
