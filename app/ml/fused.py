@@ -48,10 +48,12 @@ class Grouping:
         return self.order.rows % self.order.batch_size
 
     def groups(self, first_batch: int, end_batch: int) -> int:
+        """Groups of batches [first_batch, end_batch): fit() calls the train function this often."""
         return -(-(end_batch - first_batch) // self.steps)
 
 
-Block = tuple[np.ndarray, np.int32, np.ndarray, np.bool_]  # full, count, tail, has_tail
+# full, count, tail, has_tail; as host arrays here (TensorFlow's pipeline makes the same as tensors)
+Block = tuple[np.ndarray, np.int32, np.ndarray, np.bool_]
 
 
 def blocks(grouping: Grouping, epoch_order: np.ndarray, first_batch: int, end_batch: int) -> list[Block]:

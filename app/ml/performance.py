@@ -147,6 +147,7 @@ def plan(
     # Fused step groups gather their batches from rows on the device, so where auto could fuse,
     # rows that fit go there even on a CPU (where the device's memory is the host's).
     can_fuse = backend in fused.BACKENDS and measurable and fit.fused_steps is not False
+    can_fuse = can_fuse and fit.steps_per_execution != 1  # one step a group: nothing to fuse
     can_fuse = can_fuse and not (backend == "jax" and jit is False) and not jax_cpu_convolutions
     placement: Placement
     if fit.data_placement is not None:
@@ -155,8 +156,6 @@ def plan(
         placement, reasons["placement"] = "host", "performance off: arrays handed to fit() as Keras takes them"
     elif backend == "torch":
         placement, reasons["placement"] = "host", "torch: Keras's own DataLoader path"
-    elif fit.class_weight is not None and backend != "tensorflow":
-        placement, reasons["placement"] = "host", "class_weight: Keras applies it on its own array path"
     else:
         limit = device.memory_bytes * device_data_share if device.memory_bytes else 0
         share = f"{device_data_share:.0%} of {_bytes(device.memory_bytes)}" if device.memory_bytes else "unknown"

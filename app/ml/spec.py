@@ -191,7 +191,8 @@ class FitSpec(SpecModel):
     fused_steps: bool | None = Field(
         default=None,
         description="Run each step group as one compiled loop over the rows on the device (TensorFlow and JAX; "
-        "needs data_placement device): the same steps on the same batches, without Keras's per-step calls.",
+        "where the rows are not on the device, or a group cannot be fused, the job's performance says why it "
+        "was not): the same steps on the same batches, without Keras's per-step calls.",
     )
 
     @model_validator(mode="after")

@@ -397,7 +397,7 @@ def _fit_durably(
     if feed.device_rows is None:
         chosen.unfuse(f"the rows are not on the device ({placement}): Keras's own step loop")
     if chosen.steps_per_execution is not None:
-        _fuse(model, chosen, feed, order, spec)
+        _fuse(model, chosen, feed, order)
         run.on_performance(chosen.record())
     checkpointer = Checkpointer(run, progress, order.batches_per_epoch, carried, {"order": saved})
     checkpointer.history = dict(state.get("history") or {})
@@ -426,7 +426,7 @@ def _fit_durably(
                         else f"{order.batches_per_epoch} batches an epoch are too few to time"
                     )
                 _set_steps(model, chosen, order)
-                _fuse(model, chosen, feed, order, spec)
+                _fuse(model, chosen, feed, order)
                 run.on_performance(chosen.record())
             checkpointer.first_batch = skip
 
@@ -458,9 +458,12 @@ def _fit_durably(
                 )
 
             if epochs_run == 0:
-                history = _first_fit(
-                    model, chosen, fit_epoch, progress, lambda: _fuse(model, chosen, feed, order, spec)
-                )
+
+                def fall_back() -> None:  # XLA could not compile: fuse without it, and say so on the job
+                    _fuse(model, chosen, feed, order)
+                    run.on_performance(chosen.record())
+
+                history = _first_fit(model, chosen, fit_epoch, progress, fall_back)
             else:
                 history = fit_epoch()
             epochs_run += len(history.epoch)
@@ -530,10 +533,11 @@ def _first_fit(
     chosen: performance.Plan,
     call: Callable[[], Any],
     progress: ProgressCallback,
-    refuse: Callable[[], None] = lambda: None,
+    fall_back: Callable[[], None] = lambda: None,
 ) -> Any:
     """The attempt's first fit() call: when XLA cannot compile the step (before any batch ran),
-    falls back to no jit, fuses the step groups again (`refuse`) and calls again."""
+    falls back to no jit, calls `fall_back` (which rebuilds a fused group without it) and calls
+    again."""
     done = progress.batches_done
     try:
         return call()
@@ -543,11 +547,11 @@ def _first_fit(
         if chosen.jit_compile is not True or progress.batches_done != done:
             raise
         performance.without_jit(model, chosen, exc)
-        refuse()
+        fall_back()
         return call()
 
 
-def _fuse(model: keras.Model, chosen: performance.Plan, feed: Feed, order: EpochOrder, spec: TrainingSpec) -> None:
+def _fuse(model: keras.Model, chosen: performance.Plan, feed: Feed, order: EpochOrder) -> None:
     """Once the step group is sized: make fit() run each group as one compiled loop, if chosen."""
     if not chosen.fused_steps:
         return
@@ -555,7 +559,9 @@ def _fuse(model: keras.Model, chosen: performance.Plan, feed: Feed, order: Epoch
     if steps == 1:
         chosen.unfuse("one step a group: nothing to fuse")
         return
-    if chosen.jit_compile is False and keras.backend.backend() == "jax":
+    # What Keras made of the plan's jit ("auto" resolves to whether the layers support XLA).
+    jit = bool(model.jit_compile)
+    if not jit and keras.backend.backend() == "jax":
         chosen.unfuse("JAX without XLA runs op by op: Keras's own step loop")
         model.train_function = None
         return
@@ -569,7 +575,7 @@ def _fuse(model: keras.Model, chosen: performance.Plan, feed: Feed, order: Epoch
         chosen.unfuse(f"{reason}: Keras's own step loop")
         model.train_function = None
         return
-    fused.install(model, feed.device_rows, fused.Grouping(order, steps), chosen.jit_compile is not False)
+    fused.install(model, feed.device_rows, fused.Grouping(order, steps), jit)
 
 
 class _StepTimer(keras.callbacks.Callback):

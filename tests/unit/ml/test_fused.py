@@ -185,7 +185,7 @@ def test_every_catalog_layer_trains_fused_to_the_weights_of_kerass_step_loop(tmp
     arguments, shape = LAYER_EXAMPLES[layer_type]
     features, target = regression_data(tmp_path, shape, integers=layer_type == "Embedding")
     layers = [{"type": layer_type, **arguments}, {"type": "Flatten"}, {"type": "Dense", "units": 1}]
-    results = {}
+    results, shown = {}, {}
     for fuse in (True, False):
         spec = TrainingSpec.model_validate(
             {
@@ -195,11 +195,14 @@ def test_every_catalog_layer_trains_fused_to_the_weights_of_kerass_step_loop(tmp
                 "fit": {"epochs": 2, "batch_size": 3, "seed": 1, "steps_per_execution": 2, "fused_steps": fuse},
             }
         )
-        recorder = Recorder()
-        results[fuse] = train(spec, tmp_path, features, target, recorder.progress, recorder.run(tmp_path / f"{fuse}"))
+        recorder, shown[fuse] = Recorder(), []
+        run = recorder.run(tmp_path / f"{fuse}")
+        run.on_performance = shown[fuse].append  # what the job shows
+        results[fuse] = train(spec, tmp_path, features, target, recorder.progress, run)
 
     record = results[True].performance
     assert record is not None and record.fused_steps is not None
+    assert shown[True][-1] == record  # a fallback (XLA could not compile the loop) is shown too
     if layer_type in UNBUILDABLE_AHEAD:
         assert record.fused_steps.value is False and "could not be built" in record.fused_steps.reason
     else:

@@ -87,6 +87,17 @@ def test_jax_on_a_cpu_does_not_fuse_convolutions_and_keeps_their_rows_on_kerass_
     assert plan(FitSpec(), 1 << 20, 0.5, True, layer_types=frozenset({"Conv2D"})).fused_steps is True
 
 
+def test_jax_class_weights_are_fused_and_one_step_a_group_given_keeps_the_host_path(
+    on: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    on(CPU)
+    monkeypatch.setattr(performance.keras.backend, "backend", lambda: "jax")
+    weighted = plan(FitSpec(class_weight={0: 1.0, 1: 3.0}), 1 << 20, 0.5, True)
+    assert weighted.data_placement == "device" and weighted.fused_steps is True  # the feeds weigh rows
+    single = plan(FitSpec(steps_per_execution=1), 1 << 20, 0.5, True)
+    assert single.data_placement == "host" and single.fused_steps is False
+
+
 def test_fused_groups_asked_for_with_rows_off_the_device_are_not_fused_and_say_why(on: Any) -> None:
     on(CPU)
     chosen = plan(FitSpec(fused_steps=True, data_placement="host"), 1 << 20, 0.5, True)
