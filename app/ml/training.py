@@ -431,9 +431,8 @@ def _fit_durably(
             checkpointer.first_batch = skip
 
             def fit_epoch(epoch: int = epoch, first: int = skip, extra: list[Any] = before) -> Any:
-                grouping = fused.Grouping(order, chosen.steps_per_execution or 1)
                 if chosen.fused_steps:
-                    arguments = feed.group_args(grouping, epoch, first)
+                    arguments = feed.group_args(fused.Grouping(order, chosen.steps_per_execution or 1), epoch, first)
                 else:
                     arguments = feed.train_args(epoch, first, None)
                 # Health before progress (its figures go in the epoch's row), the guard after it
